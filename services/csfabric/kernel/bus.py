@@ -1,0 +1,194 @@
+"""The backbone: one NATS connection, JetStream publishing with dedupe, KV buckets, consumers.
+
+Why nats-py directly and not FastStream subscribers on the hot path: the kernel needs
+(a) a consume loop that survives every error a JetStream leader change or server restart
+throws at ``fetch`` (FastStream's pull loop suppresses three error types and ends on the
+rest), (b) a per-message ack / nak-with-delay / dead-letter decision taken from the error
+class, and (c) throughput — ``bench/bus.py`` measures all three paths side by side.
+FastStream remains the tool for Kafka and RabbitMQ feeds and for AsyncAPI docs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, PubAck, StorageType
+from nats.js.errors import BucketNotFoundError, ServiceUnavailableError
+from nats.js.kv import KeyValue
+from opentelemetry.trace import SpanKind
+
+from .clock import Clock, RealClock
+from .envelope import CloudEvent, subject_for
+from .errors import TransientError
+from .ops import Metrics
+from .settings import FabricSettings, StreamLimits
+from .streams import ensure_streams
+from .tracing import get_tracer, inject_headers
+
+log = logging.getLogger(__name__)
+
+MSG_ID = "Nats-Msg-Id"
+_RETRYABLE = (
+    NatsTimeoutError,
+    TimeoutError,
+    NoRespondersError,
+    ServiceUnavailableError,
+    ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+)
+
+
+class Bus:
+    """A service's handle on the backbone.  Create with :meth:`connect`."""
+
+    def __init__(
+        self,
+        nc: Client,
+        *,
+        service: str,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        publish_timeout: float = 5.0,
+        publish_attempts: int = 8,
+    ) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(timeout=publish_timeout)
+        self.service = service
+        self.clock = clock or RealClock()
+        self.metrics = metrics
+        self.publish_timeout = publish_timeout
+        self.publish_attempts = publish_attempts
+        self._tracer = get_tracer("csfabric.bus")
+
+    @classmethod
+    async def connect(
+        cls,
+        servers: str | list[str] | None = None,
+        *,
+        service: str,
+        settings: FabricSettings | None = None,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        create_streams: bool = True,
+        stream_limits: StreamLimits | None = None,
+        **options: Any,
+    ) -> Bus:
+        """Connect (reconnecting forever), and create the contract streams unless told not to."""
+        settings = settings or FabricSettings()
+        urls = servers if servers is not None else settings.nats_servers()
+        nc = await nats.connect(
+            servers=urls,
+            name=f"csfabric-{service}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.25,
+            connect_timeout=options.pop("connect_timeout", 5),
+            allow_reconnect=True,
+            error_cb=_log_error,
+            disconnected_cb=_log_disconnect,
+            reconnected_cb=_log_reconnect,
+            **options,
+        )
+        bus = cls(nc, service=service, clock=clock, metrics=metrics)
+        if create_streams:
+            await bus.retry(lambda: ensure_streams(bus.js, stream_limits), what="create streams")
+        return bus
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except Exception:  # already gone: closing is all that is left
+                await self.nc.close()
+
+    async def retry(self, call: Any, *, what: str, attempts: int | None = None) -> Any:
+        """Await ``call()`` again after broker hiccups (exponential backoff, bounded)."""
+        tries = attempts or self.publish_attempts
+        delay = 0.1
+        for attempt in range(1, tries + 1):
+            try:
+                return await call()
+            except _RETRYABLE as exc:
+                if attempt == tries:
+                    raise TransientError(
+                        f"{what}: NATS unavailable after {tries} attempts"
+                    ) from exc
+                log.debug("%s: attempt %d failed (%s), retrying", what, attempt, type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> PubAck:
+        """JetStream publish, retried on broker hiccups; ``msg_id`` makes retries harmless."""
+        all_headers = dict(headers or {})
+        if msg_id is not None:
+            all_headers[MSG_ID] = msg_id
+        ack: PubAck = await self.retry(
+            lambda: self.js.publish(subject, payload, headers=all_headers or None),
+            what=f"publish {subject}",
+        )
+        if self.metrics is not None:
+            self.metrics.event_out(subject)
+        return ack
+
+    async def publish_event(self, event: CloudEvent, subject: str | None = None) -> PubAck:
+        """Publish a CloudEvent with its id as ``Nats-Msg-Id`` and the current trace context."""
+        target = subject or subject_for(event)
+        with self._tracer.start_as_current_span(f"{target} publish", kind=SpanKind.PRODUCER):
+            headers = inject_headers({})
+            if event.traceparent is None and "traceparent" in headers:
+                event = event.with_trace(headers["traceparent"], headers.get("tracestate"))
+            return await self.publish(target, event.to_json(), msg_id=event.id, headers=headers)
+
+    async def key_value(
+        self, bucket: str, *, ttl: float | None = None, history: int = 1, replicas: int = 1
+    ) -> KeyValue:
+        """Open a KV bucket, creating it (file storage) when missing."""
+
+        async def open_or_create() -> KeyValue:
+            try:
+                return await self.js.key_value(bucket)
+            except BucketNotFoundError:
+                return await self.js.create_key_value(
+                    KeyValueConfig(
+                        bucket=bucket,
+                        history=history,
+                        ttl=ttl,
+                        storage=StorageType.FILE,
+                        replicas=replicas,
+                    )
+                )
+
+        kv: KeyValue = await self.retry(open_or_create, what=f"open KV {bucket}")
+        return kv
+
+
+async def _log_error(exc: Exception) -> None:
+    log.warning("nats: %s", exc)
+
+
+async def _log_disconnect() -> None:
+    log.warning("nats: disconnected, reconnecting")
+
+
+async def _log_reconnect() -> None:
+    log.info("nats: reconnected")
+
+
+__all__ = ["MSG_ID", "Bus"]

@@ -1,0 +1,202 @@
+"""CloudEvents 1.0 in structured JSON mode, with W3C trace context extension attributes.
+
+:func:`parse_event` is strict and specific: every defect gets its own reason (too large,
+not UTF-8, not JSON, a missing or mistyped attribute, a bad extension name), which the bus
+puts on the dead-letter message.  :meth:`CloudEvent.to_json` writes compact JSON whose
+attributes come out in a stable order, so the same event always has the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import EnvelopeError
+
+DEFAULT_MAX_BYTES = 1 << 20
+_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_CONTEXT_ATTRIBUTES = frozenset(
+    {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "datacontenttype",
+        "dataschema",
+        "data",
+        "data_base64",
+        "traceparent",
+        "tracestate",
+    }
+)
+
+
+class CloudEvent(BaseModel):
+    """One CloudEvent.  Extension attributes (lowercase alphanumeric names) are kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=False)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1, description="unique within source; the Nats-Msg-Id")
+    source: str = Field(min_length=1, description="URI-reference of the producer")
+    type: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="dotted type")
+    subject: str | None = Field(None, min_length=1)
+    time: datetime | None = Field(None, description="RFC 3339 with a zone offset")
+    datacontenttype: str | None = "application/json"
+    dataschema: str | None = Field(None, min_length=1)
+    data: Any = None
+    traceparent: str | None = Field(None, pattern=_TRACEPARENT.pattern)
+    tracestate: str | None = None
+
+    @field_validator("time")
+    @classmethod
+    def _zone_required(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("time must carry a zone offset (RFC 3339)")
+        return value
+
+    @model_validator(mode="after")
+    def _extensions_are_valid(self) -> CloudEvent:
+        for name, value in (self.model_extra or {}).items():
+            if not _EXTENSION_NAME.match(name):
+                raise ValueError(
+                    f"extension attribute {name!r} must be 1-20 lowercase letters or digits"
+                )
+            if not isinstance(value, str | int | bool):
+                raise ValueError(
+                    f"extension attribute {name!r} must be a string, integer or boolean"
+                )
+        return self
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @property
+    def trace_id(self) -> str | None:
+        return self.traceparent.split("-")[1] if self.traceparent else None
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "specversion": self.specversion,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+        }
+        for name in ("subject", "datacontenttype", "dataschema", "traceparent", "tracestate"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        if self.time is not None:
+            body["time"] = self.time.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        body.update(sorted(self.extensions.items()))
+        if self.data is not None:
+            body["data"] = self.data
+        return body
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+    def with_trace(self, traceparent: str | None, tracestate: str | None = None) -> CloudEvent:
+        return self.model_copy(update={"traceparent": traceparent, "tracestate": tracestate})
+
+
+def parse_event(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CloudEvent:
+    """Parse one structured-mode CloudEvent or raise :class:`EnvelopeError` with the reason."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if len(data) > max_bytes:
+        raise EnvelopeError(f"event is {len(data)} bytes, over the {max_bytes}-byte limit")
+    if not data.strip():
+        raise EnvelopeError("event is empty")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError(f"event is not UTF-8 (byte {exc.start})") from None
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise EnvelopeError(f"event is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise EnvelopeError(f"event must be a JSON object, got {type(body).__name__}")
+    if "data_base64" in body:
+        raise EnvelopeError("data_base64 is not supported; send JSON data")
+    version = body.get("specversion")
+    if version != "1.0":
+        raise EnvelopeError(f"specversion must be '1.0', got {version!r}")
+    try:
+        return CloudEvent.model_validate(body)
+    except ValidationError as exc:
+        raise EnvelopeError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "event"
+        message = error["msg"]
+        if error["type"] == "missing":
+            message = "required attribute is missing"
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)
+
+
+def make_event(
+    *,
+    type: str,
+    source: str,
+    id: str,
+    subject: str | None = None,
+    data: Any = None,
+    time: datetime | None = None,
+    dataschema: str | None = None,
+    **extensions: str | int | bool,
+) -> CloudEvent:
+    """Build an event; the same validation as parsing applies."""
+    try:
+        return CloudEvent.model_validate(
+            {
+                "id": id,
+                "source": source,
+                "type": type,
+                "subject": subject,
+                "time": time,
+                "data": data,
+                "dataschema": dataschema,
+                **extensions,
+            }
+        )
+    except ValidationError as exc:
+        raise EnvelopeError(_describe(exc)) from None
+
+
+def subject_for(event: CloudEvent, prefix: str = "csfabric") -> str:
+    """NATS subject of an input event (DESIGN contracts): ``csfabric.`` + family + type tokens.
+
+    ``cloudstack.*`` types keep their family token; everything else is a lifecycle event.
+    """
+    if event.type.startswith("cloudstack."):
+        return f"{prefix}.{event.type}"
+    return f"{prefix}.lifecycle.{event.type}"
+
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "CloudEvent",
+    "make_event",
+    "parse_event",
+    "subject_for",
+]

@@ -1,0 +1,44 @@
+"""One error root for the whole fabric.
+
+::
+
+    CsfabricError
+    ├── PermanentError        never retried; the message goes to the dead-letter subject
+    │   ├── EnvelopeError     input is not a valid CloudEvent (reason names the defect)
+    │   └── ConfigError       settings or a policy cannot be used as given
+    └── TransientError        retried with exponential backoff, then dead-lettered
+
+Handlers raise these; the bus decides ack / nak-with-delay / dead-letter from the class
+alone, so no handler ever talks to the broker about failure.  Any other exception is
+treated as transient (a bug should be retried a few times and then be visible in the DLQ,
+not kill the consumer).
+"""
+
+from __future__ import annotations
+
+
+class CsfabricError(Exception):
+    """Root of every error csfabric raises on purpose."""
+
+
+class PermanentError(CsfabricError):
+    """Retrying cannot help: dead-letter at once with the reason."""
+
+
+class EnvelopeError(PermanentError):
+    """The bytes are not an acceptable CloudEvent; ``reason`` says exactly why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ConfigError(PermanentError):
+    """A setting or policy value cannot be used."""
+
+
+class TransientError(CsfabricError):
+    """Might succeed later (timeouts, a broker or CloudStack briefly away)."""
+
+
+__all__ = ["ConfigError", "CsfabricError", "EnvelopeError", "PermanentError", "TransientError"]
