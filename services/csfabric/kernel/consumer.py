@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -51,7 +51,13 @@ class Delivery:
     raw: bytes
 
 
-Handler = Callable[[CloudEvent, Delivery], Awaitable[None]]
+T = TypeVar("T")
+Handler = Callable[[T, Delivery], Awaitable[None]]
+
+
+def raw_bytes(data: bytes) -> bytes:
+    """Decoder for consumers of non-CloudEvent payloads (audit export, DLQ readers)."""
+    return data
 
 
 class Verdict(Enum):
@@ -90,18 +96,25 @@ class ConsumerOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Consumer:
-    """One durable consumer on one subject filter; start with :meth:`start`."""
+class Consumer(Generic[T]):
+    """One durable consumer on one subject filter; start with :meth:`start`.
+
+    By default payloads are parsed as CloudEvents (a bad one is dead-lettered with the
+    reason); pass ``decode=raw_bytes`` to consume other payloads unchanged.
+    """
 
     def __init__(
         self,
         bus: Bus,
         subject: str,
         durable: str,
-        handler: Handler,
+        handler: Handler[T],
         options: ConsumerOptions | None = None,
+        *,
+        decode: Callable[[bytes], T] | None = None,
     ) -> None:
         self.bus = bus
+        self._decode = decode
         self.subject = subject
         self.durable = durable
         self.handler = handler
@@ -193,10 +206,12 @@ class Consumer:
         await asyncio.sleep(min(2.0, 0.05 * 2**failures))
 
     def _dispatch(self, msg: Msg) -> None:
+        event: T | CloudEvent | EnvelopeError
         try:
-            event: CloudEvent | EnvelopeError = parse_event(
-                msg.data, max_bytes=self.options.max_event_bytes
-            )
+            if self._decode is not None:
+                event = self._decode(msg.data)
+            else:
+                event = parse_event(msg.data, max_bytes=self.options.max_event_bytes)
         except EnvelopeError as exc:
             event = exc
         key = event.subject or event.id if isinstance(event, CloudEvent) else None
@@ -214,7 +229,10 @@ class Consumer:
             del self._tails[key]
 
     async def _handle(
-        self, msg: Msg, event: CloudEvent | EnvelopeError, previous: asyncio.Task[None] | None
+        self,
+        msg: Msg,
+        event: T | CloudEvent | EnvelopeError,
+        previous: asyncio.Task[None] | None,
     ) -> None:
         if previous is not None:
             # Per-resource order: wait for the earlier event of the same subject.
@@ -244,8 +262,9 @@ class Consumer:
                 try:
                     if isinstance(event, EnvelopeError):
                         raise event
-                    span.set_attribute("cloudevents.event_id", event.id)
-                    await self.handler(event, delivery)
+                    if isinstance(event, CloudEvent):
+                        span.set_attribute("cloudevents.event_id", event.id)
+                    await self.handler(event, delivery)  # type: ignore[arg-type]
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -312,4 +331,13 @@ class Consumer:
         )
 
 
-__all__ = ["Consumer", "ConsumerOptions", "Delivery", "Handler", "Verdict", "backoff", "verdict"]
+__all__ = [
+    "Consumer",
+    "ConsumerOptions",
+    "Delivery",
+    "Handler",
+    "Verdict",
+    "backoff",
+    "raw_bytes",
+    "verdict",
+]

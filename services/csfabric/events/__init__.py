@@ -1,0 +1,23 @@
+"""Typed event payloads (pydantic): the source of the JSON Schemas in ``schemas/``.
+
+For now the exported models are the fabric's own envelopes, defined in the kernel; the
+payload models of individual event types join :data:`SCHEMA_MODELS` as they are written.
+``csfabric schemas export`` writes them and ``csfabric schemas check`` (a CI gate) fails
+when the committed files drift from the code.
+"""
+
+from pydantic import BaseModel
+
+from csfabric.kernel.audit import AuditRecord
+from csfabric.kernel.dlq import DeadLetter
+from csfabric.kernel.envelope import CloudEvent
+
+# File stem (``<stem>.schema.json``) → model.  Stems are part of the contract: a
+# CloudEvent's ``dataschema`` names them.
+SCHEMA_MODELS: dict[str, type[BaseModel]] = {
+    "cloudevent": CloudEvent,
+    "audit-record": AuditRecord,
+    "dead-letter": DeadLetter,
+}
+
+__all__ = ["SCHEMA_MODELS", "AuditRecord", "CloudEvent", "DeadLetter"]

@@ -1,0 +1,199 @@
+"""Shared pieces of the delivery-guarantee tests: events, a retrying publisher, a counting
+handler that acts through the idempotency ledger, and deadline-bounded polling.
+
+Nothing here sleeps for a guessed amount of time: every wait polls a condition until a
+deadline and then fails with the counts that explain what was missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from csfabric.kernel.bus import Bus
+from csfabric.kernel.consumer import Delivery
+from csfabric.kernel.envelope import CloudEvent, make_event
+from csfabric.kernel.errors import TransientError
+from csfabric.kernel.idempotency import ActionLedger, action_key
+
+EVENT_TYPE = "chaos.tick"
+EVENTS_STREAM = "CSFABRIC_EVENTS"
+DLQ_STREAM = "CSFABRIC_DLQ"
+
+
+def make_events(count: int, run: str, *, resources: int = 512) -> list[CloudEvent]:
+    """``count`` events with unique ids, spread over ``resources`` subjects.
+
+    Several events share a subject, so the consumer's per-resource ordering is exercised
+    too, while distinct subjects still run concurrently.
+    """
+    return [
+        make_event(
+            type=EVENT_TYPE,
+            source=f"/tests/{run}",
+            id=f"{run}-{index:06d}",
+            subject=f"vm-{index % resources:04d}",
+            data={"n": index},
+        )
+        for index in range(count)
+    ]
+
+
+class Publisher:
+    """Publishes every event exactly as given, retrying the same event until it is stored.
+
+    ``Bus.publish_event`` already retries broker hiccups; when it gives up with
+    :class:`TransientError` (a long outage) the same event is sent again, and the stream's
+    ``Nats-Msg-Id`` dedupe keeps the stored count exact.  ``rate`` (events per second)
+    spreads the run out, so that a server can be killed while publishing goes on.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        events: Sequence[CloudEvent],
+        *,
+        in_flight: int = 64,
+        rate: float | None = None,
+        give_up_after: float = 90.0,
+    ) -> None:
+        self.bus = bus
+        self.events = events
+        self.in_flight = in_flight
+        self.rate = rate
+        self.give_up_after = give_up_after
+        self.published = 0
+        self.retries = 0
+
+    async def run(self) -> None:
+        slots = asyncio.Semaphore(self.in_flight)
+        started = time.monotonic()
+        tasks: list[asyncio.Task[None]] = []
+        for index, event in enumerate(self.events):
+            if self.rate is not None:
+                ahead = started + index / self.rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            await slots.acquire()
+            task = asyncio.create_task(self._publish(event, started + self.give_up_after))
+            task.add_done_callback(lambda _: slots.release())
+            tasks.append(task)
+        await asyncio.gather(*tasks)
+
+    async def _publish(self, event: CloudEvent, give_up_at: float) -> None:
+        while True:
+            try:
+                await self.bus.publish_event(event)
+            except TransientError:
+                self.retries += 1
+                if time.monotonic() > give_up_at:
+                    raise
+                continue
+            self.published += 1
+            return
+
+
+class ActingHandler:
+    """A handler that records what it sees and runs one external action per event.
+
+    The "external call" appends the event id to :attr:`executed`; ``reconcile`` finds an
+    earlier call the way a service finds a CloudStack resource by its ``csfabric:key`` tag.
+    So :attr:`executed` holding each id once proves the ledger's at-most-once promise,
+    and :attr:`seen` holding every id proves at-least-once delivery.
+    """
+
+    def __init__(self, ledger: ActionLedger) -> None:
+        self.ledger = ledger
+        self.seen: Counter[str] = Counter()
+        self.executed: list[str] = []
+        self._executed: set[str] = set()
+        self.sources: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()
+
+    async def __call__(self, event: CloudEvent, delivery: Delivery) -> None:
+        self.seen[event.id] += 1
+
+        async def call() -> dict[str, Any]:
+            self.executed.append(event.id)
+            self._executed.add(event.id)
+            return {"done": event.id}
+
+        async def reconcile() -> dict[str, Any] | None:
+            return {"done": event.id} if event.id in self._executed else None
+
+        try:
+            result = await self.ledger.run(action_key(event.id, "act"), call, reconcile=reconcile)
+        except Exception as exc:
+            self.failures[type(exc).__name__] += 1
+            raise
+        self.sources[result.source] += 1
+
+    @property
+    def done(self) -> int:
+        return len(self._executed)
+
+    def summary(self, expected: int) -> str:
+        duplicates = len(self.executed) - len(self._executed)
+        return (
+            f"seen {len(self.seen)}/{expected} distinct ({sum(self.seen.values())} deliveries), "
+            f"executed {len(self.executed)} ({duplicates} duplicates), "
+            f"ledger sources {dict(self.sources)}, handler failures {dict(self.failures)}"
+        )
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]],
+    *,
+    timeout: float,
+    what: str | Callable[[], str],
+    interval: float = 0.05,
+) -> None:
+    """Poll ``check`` until it is true; fail with ``what`` (evaluated late) at the deadline.
+
+    A check that raises counts as "not yet": during an outage or a leader election the
+    broker's answers are exactly what is being waited for.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+        except Exception as exc:
+            last_error = exc
+        if time.monotonic() > deadline:
+            detail = what() if callable(what) else what
+            suffix = f" (last error: {last_error!r})" if last_error else ""
+            raise AssertionError(f"not within {timeout:g}s: {detail}{suffix}")
+        await asyncio.sleep(interval)
+
+
+async def stream_count(bus: Bus, stream: str) -> int:
+    info = await bus.js.stream_info(stream)
+    return int(info.state.messages)
+
+
+async def consumer_settled(bus: Bus, stream: str, durable: str) -> bool:
+    """Nothing left to deliver and nothing delivered but unacknowledged."""
+    info = await bus.js.consumer_info(stream, durable)
+    return not info.num_pending and not info.num_ack_pending
+
+
+__all__ = [
+    "DLQ_STREAM",
+    "EVENTS_STREAM",
+    "EVENT_TYPE",
+    "ActingHandler",
+    "Publisher",
+    "consumer_settled",
+    "eventually",
+    "make_events",
+    "stream_count",
+]
