@@ -25,7 +25,14 @@ from rich.console import Console
 from rich.table import Table
 
 from csfabric import __version__
-from csfabric.dev import DEFAULT_METRICS_PORT, DEFAULT_NATS_PORT, DevOptions, mask_url, run_dev
+from csfabric.dev import (
+    DEFAULT_METRICS_PORT,
+    DEFAULT_NATS_PORT,
+    DevOptions,
+    connect_once,
+    mask_url,
+    run_dev,
+)
 from csfabric.kernel.errors import CsfabricError
 from csfabric.kernel.logs import redact, register_secret
 from csfabric.kernel.natsserver import INSTALL_HINT, NatsServerNotFoundError, find_nats_server
@@ -229,6 +236,8 @@ class Check:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, CsfabricError):  # already worded for people
+        return str(exc)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -243,17 +252,10 @@ async def _probe(component: str, target: str, fix: str, probe: Awaitable[str]) -
     return Check(component, target, OK, detail=detail)
 
 
-async def _nats(servers: list[str]) -> str:
-    import nats
-
-    async def quiet(_: Exception) -> None:
-        return None
-
-    nc = await nats.connect(
-        servers, allow_reconnect=False, connect_timeout=TIMEOUT, error_cb=quiet, name="doctor"
-    )
+async def _nats(url: str) -> str:
+    nc = await connect_once(url, TIMEOUT / 2)
     try:
-        info = await nc.jetstream(timeout=TIMEOUT).account_info()
+        info = await nc.jetstream(timeout=TIMEOUT / 2).account_info()
     except Exception as exc:
         raise RuntimeError(f"connected, but JetStream does not answer ({_reason(exc)})") from exc
     finally:
@@ -354,9 +356,7 @@ _ENDPOINTS: tuple[tuple[str, str, str, Callable[[str], Awaitable[str]]], ...] = 
 async def run_checks(settings: FabricSettings) -> list[Check]:
     """Every check, concurrently; NATS is always required, the rest once configured."""
     nats_fix = "start `csfabric dev` (or scripts/dev.sh), or set CSFABRIC_NATS_URL"
-    pending = [
-        _probe("NATS JetStream", settings.nats_url, nats_fix, _nats(settings.nats_servers()))
-    ]
+    pending = [_probe("NATS JetStream", settings.nats_url, nats_fix, _nats(settings.nats_url))]
     for component, field_name, variable, probe in _ENDPOINTS:
         target = getattr(settings, field_name)
         if target:

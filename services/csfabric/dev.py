@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from nats.aio.client import Client
 
 from csfabric.kernel.clock import parse_clock, scaled_spec
 from csfabric.kernel.errors import ConfigError
@@ -260,19 +261,40 @@ def mask_url(url: str) -> str:
     return _USERINFO.sub(hide, url)
 
 
-async def _ensure_streams(url: str) -> dict[str, str]:
-    # Not Bus.connect: that retries forever, and a wrong CSFABRIC_NATS_URL should fail fast.
-    async def quiet(_: Exception) -> None:
-        return None
+async def connect_once(url: str, timeout: float = 2.0) -> Client:  # noqa: ASYNC109
+    """Connect without retrying forever (unlike Bus.connect): a wrong URL should fail fast.
+
+    Raises :class:`ConfigError` naming the last connection error, with the URL masked.
+    """
+    errors: list[Exception] = []
+
+    async def remember(exc: Exception) -> None:
+        errors.append(exc)
 
     servers = [u.strip() for u in url.split(",") if u.strip()]
     try:
-        nc = await nats.connect(
-            servers, allow_reconnect=False, connect_timeout=2, error_cb=quiet, name="csfabric-dev"
+        # nats-py tries each server at least twice before giving up (it only drops a
+        # server once its attempts exceed max_reconnect_attempts, and 0 means never).
+        return await asyncio.wait_for(
+            nats.connect(
+                servers,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.05,
+                connect_timeout=timeout,
+                error_cb=remember,
+                name="csfabric-cli",
+            ),
+            timeout * 2,
         )
     except Exception as exc:
-        reason = str(exc) or type(exc).__name__
+        last = errors[-1] if errors else exc
+        reason = str(last) or type(last).__name__
         raise ConfigError(f"cannot reach NATS at {mask_url(url)}: {reason}") from None
+
+
+async def _ensure_streams(url: str) -> dict[str, str]:
+    nc = await connect_once(url)
     try:
         return await ensure_streams(nc.jetstream(timeout=5.0), StreamLimits())
     finally:
@@ -338,6 +360,7 @@ __all__ = [
     "READY_PREFIX",
     "DevOptions",
     "DevSupervisor",
+    "connect_once",
     "mask_url",
     "run_dev",
 ]

@@ -96,5 +96,8 @@ async def test_server_crash_mid_run_loses_and_repeats_nothing(
     finally:
         publishing.cancel()
         await asyncio.gather(publishing, return_exceptions=True)
+        t0 = time.monotonic()
         await consumer.stop()
+        t1 = time.monotonic()
         await bus.close()
+        print(f"DEBUG stop {t1-t0:.2f}s close {time.monotonic()-t1:.2f}s")

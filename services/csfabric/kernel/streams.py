@@ -25,7 +25,8 @@ def stream_config(name: str, subjects: tuple[str, ...], limits: StreamLimits) ->
         storage=StorageType.FILE,
         max_age=limits.max_age_seconds,
         max_bytes=limits.max_bytes,
-        duplicate_window=limits.duplicate_window_seconds,
+        # JetStream refuses a dedupe window longer than the retention.
+        duplicate_window=min(limits.duplicate_window_seconds, limits.max_age_seconds),
         num_replicas=limits.replicas,
         discard=DiscardPolicy.OLD,
     )

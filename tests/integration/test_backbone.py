@@ -1,0 +1,115 @@
+"""Streams, dedupe and the action ledger against a real nats-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from nats.js.api import StorageType
+
+from csfabric.kernel.bus import Bus
+from csfabric.kernel.clock import SteppedClock
+from csfabric.kernel.envelope import make_event
+from csfabric.kernel.errors import TransientError
+from csfabric.kernel.idempotency import ActionLedger, action_key
+from csfabric.kernel.natsserver import NatsServerProcess
+from csfabric.kernel.settings import StreamLimits
+from csfabric.kernel.streams import STREAMS, ensure_streams
+
+pytestmark = pytest.mark.integration
+
+
+@pytest_asyncio.fixture
+async def bus(nats_server: NatsServerProcess) -> AsyncIterator[Bus]:
+    bus = await Bus.connect(nats_server.url, service="test")
+    yield bus
+    await bus.close()
+
+
+async def test_streams_are_created_once_with_file_storage_and_limits(bus: Bus) -> None:
+    limits = StreamLimits(max_age_seconds=3600, max_bytes=1 << 20)
+    first = await ensure_streams(bus.js, limits)
+    assert set(first) == set(STREAMS)
+    assert set(first.values()) == {"updated"}  # Bus.connect created them with defaults
+    again = await ensure_streams(bus.js, limits)
+    assert set(again.values()) == {"unchanged"}
+    info = await bus.js.stream_info("CSFABRIC_AUDIT")
+    assert info.config.storage == StorageType.FILE
+    assert info.config.max_age == 3600
+    assert info.config.max_bytes == 1 << 20
+
+
+async def test_the_same_event_published_twice_is_stored_once(bus: Bus) -> None:
+    event = make_event(type="environment.created", source="ci", id="env-1", subject="ci-42")
+    first = await bus.publish_event(event)
+    second = await bus.publish_event(event)
+    assert not first.duplicate
+    assert second.duplicate
+    info = await bus.js.stream_info("CSFABRIC_EVENTS")
+    assert info.state.messages == 1
+
+
+async def test_ledger_calls_once_and_returns_the_recorded_outcome(bus: Bus) -> None:
+    ledger = ActionLedger(await bus.key_value("csfabric_actions"))
+    calls: list[str] = []
+
+    async def call() -> dict[str, Any]:
+        calls.append("x")
+        return {"jobid": "j-1"}
+
+    key = action_key("event-1", "snapshot")
+    first = await ledger.run(key, call)
+    second = await ledger.run(key, call)
+    assert first.executed
+    assert not second.executed
+    assert second.source == "recorded"
+    assert second.outcome == {"jobid": "j-1"}
+    assert calls == ["x"]
+
+
+async def test_an_intent_without_outcome_is_reconciled_not_repeated(bus: Bus) -> None:
+    clock = SteppedClock()
+    ledger = ActionLedger(await bus.key_value("csfabric_actions"), clock=clock, stale_after=60)
+    key = action_key("event-2", "snapshot")
+    created: list[str] = []
+
+    async def crash_after_call() -> None:
+        created.append(key)  # the resource exists, tagged with csfabric:key ...
+        raise ConnectionError("... but the process died before recording")
+
+    with pytest.raises(ConnectionError):
+        await ledger.run(key, crash_after_call)
+
+    async def must_not_run() -> None:
+        raise AssertionError("the call was repeated")
+
+    async def reconcile() -> dict[str, str] | None:
+        return {"found": key} if key in created else None
+
+    result = await ledger.run(key, must_not_run, reconcile=reconcile)
+    assert result.source == "reconciled"
+    assert result.outcome == {"found": key}
+    assert (await ledger.run(key, must_not_run)).source == "recorded"
+
+
+async def test_an_intent_in_flight_is_retried_later_then_claimed_when_stale(bus: Bus) -> None:
+    clock = SteppedClock()
+    ledger = ActionLedger(await bus.key_value("csfabric_actions"), clock=clock, stale_after=60)
+    key = action_key("event-3", "snapshot")
+    await ledger.kv.create(key, b'{"state":"intent","at":"%s"}' % clock.now().isoformat().encode())
+
+    async def nothing_found() -> None:
+        return None
+
+    async def call() -> str:
+        return "done"
+
+    with pytest.raises(TransientError, match="in flight"):
+        await ledger.run(key, call, reconcile=nothing_found)
+    await clock.advance(timedelta(seconds=61))
+    result = await ledger.run(key, call, reconcile=nothing_found)
+    assert result.executed
+    assert result.outcome == "done"

@@ -1,0 +1,63 @@
+"""Settings precedence: explicit > environment > dev.json > default; secrets stay hidden."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from csfabric.kernel.settings import FabricSettings
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("CSFABRIC_NATS_URL", "CLOUDSTACK_KEY", "CSFABRIC_CLOUDSTACK_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CSFABRIC_STATE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_default_without_dev_json(state: Path) -> None:
+    assert FabricSettings().nats_url == "nats://127.0.0.1:4222"
+    assert FabricSettings().state_dir == state
+
+
+def test_dev_json_beats_default(state: Path) -> None:
+    (state / "dev.json").write_text(json.dumps({"nats_url": "nats://127.0.0.1:14222"}))
+    assert FabricSettings().nats_url == "nats://127.0.0.1:14222"
+
+
+def test_environment_beats_dev_json(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (state / "dev.json").write_text(json.dumps({"nats_url": "nats://127.0.0.1:14222"}))
+    monkeypatch.setenv("CSFABRIC_NATS_URL", "nats://127.0.0.1:5222")
+    assert FabricSettings().nats_url == "nats://127.0.0.1:5222"
+
+
+def test_explicit_beats_environment(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CSFABRIC_NATS_URL", "nats://127.0.0.1:5222")
+    assert FabricSettings(nats_url="nats://127.0.0.1:6222").nats_url == "nats://127.0.0.1:6222"
+
+
+def test_a_broken_dev_json_is_ignored(state: Path) -> None:
+    (state / "dev.json").write_text("{not json")
+    assert FabricSettings().nats_url == "nats://127.0.0.1:4222"
+
+
+def test_cloudstack_falls_back_to_the_usual_variables(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLOUDSTACK_KEY", "plain-key-value")
+    settings = FabricSettings()
+    assert settings.cloudstack_key is not None
+    assert settings.cloudstack_key.get_secret_value() == "plain-key-value"
+    assert "plain-key-value" not in repr(settings)
+    monkeypatch.setenv("CSFABRIC_CLOUDSTACK_KEY", "fabric-key-value")
+    fabric = FabricSettings().cloudstack_key
+    assert fabric is not None
+    assert fabric.get_secret_value() == "fabric-key-value"
+
+
+def test_cluster_urls_split(state: Path) -> None:
+    settings = FabricSettings(nats_url="nats://a:1, nats://b:2,")
+    assert settings.nats_servers() == ["nats://a:1", "nats://b:2"]
