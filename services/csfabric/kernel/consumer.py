@@ -15,6 +15,7 @@ other error, last delivery    dead-letter, ack
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -24,6 +25,7 @@ from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from opentelemetry import context as otel_context
@@ -124,6 +126,7 @@ class Consumer(Generic[T]):
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
         self._running = False
         self.handled = 0
         self.dead_lettered = 0
@@ -154,6 +157,7 @@ class Consumer(Generic[T]):
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
+        await self._drop_subscription()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -175,7 +179,7 @@ class Consumer(Generic[T]):
         while self._running:
             try:
                 if sub is None:
-                    sub = await self.bus.js.pull_subscribe_bind(
+                    sub = self._sub = await self.bus.js.pull_subscribe_bind(
                         durable=self.durable, stream=opts.stream
                     )
                 messages = await sub.fetch(opts.batch, timeout=opts.fetch_timeout)
@@ -188,6 +192,7 @@ class Consumer(Generic[T]):
                 # The consumer vanished (stream recreated, or a cluster lost it): recreate.
                 log.warning("consumer %s not found, recreating", self.durable)
                 sub = None
+                await self._drop_subscription()
                 await self._pause(failures := failures + 1)
                 await self.bus.retry(self._ensure_consumer, what=f"recreate {self.durable}")
                 continue
@@ -201,6 +206,16 @@ class Consumer(Generic[T]):
             for msg in messages:
                 await self._slots.acquire()
                 self._dispatch(msg)
+
+    async def _drop_subscription(self) -> None:
+        # nats-py's fetch takes queued messages without task_done(), so a connection
+        # drain (Bus.close) would wait its full 30 s timeout on a pull subscription that
+        # holds leftovers from a fetch that timed out.  Unsubscribing drops it; messages
+        # it held were never handled and come back after ack_wait.
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def _pause(self, failures: int) -> None:
         await asyncio.sleep(min(2.0, 0.05 * 2**failures))

@@ -1,24 +1,19 @@
-"""The Kafka bridge, both directions, with the same CloudEvents envelope as the backbone.
+"""The Kafka bridge, both directions, with the backbone's CloudEvents envelope.
 
-In (:class:`KafkaToNats`): a consumer group reads the topics and publishes each record's
-CloudEvent to JetStream with ``Nats-Msg-Id`` = event id.  Offsets are committed only after
-every publish of a fetched batch was acknowledged, so a crash or restart loses nothing, and
-what a restart reads twice the stream's duplicate window drops.  A record that is not a
-CloudEvent goes to ``csfabric.dlq.<service>`` with its bytes and the reason.
-
-Out (:class:`NatsToKafka`): a kernel :class:`Consumer` whose handler awaits the Kafka send
-(``acks=all``).  The consumer acks after the handler returns, so JetStream lets go of an
-event only once Kafka holds it.  Delivery is at least once: readers dedupe on ``ce_id``.
-
-Both directions key records with :func:`record_key`, so one resource stays on one partition
-and its events stay in order.
+In (:class:`KafkaToNats`): offsets are committed only after every JetStream publish of a
+fetched batch was acknowledged, so a restart loses nothing, and what it reads twice the
+duplicate window drops (``Nats-Msg-Id`` = event id).  Records that are not CloudEvents go to
+``csfabric.dlq.<service>``.  Out (:class:`NatsToKafka`): a kernel :class:`Consumer` whose
+handler awaits the ``acks=all`` send, so JetStream lets go of an event only once Kafka holds
+it (at least once: readers dedupe on ``ce_id``).  Keys come from :func:`record_key`, so one
+resource stays on one partition, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -35,7 +30,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from .bus import MSG_ID, Bus
-from .consumer import Consumer, ConsumerOptions, Delivery, raw_bytes
+from .consumer import Consumer, ConsumerOptions, Delivery, Handler, raw_bytes
 from .dlq import DeadLetter, dlq_subject
 from .envelope import DEFAULT_MAX_BYTES, CloudEvent, parse_event, subject_for
 from .errors import EnvelopeError, PermanentError, TransientError
@@ -65,7 +60,7 @@ def _dev_bootstrap() -> str:
 
 
 class KafkaBridgeSettings(CsfabricSettings):
-    """``CSFABRIC_KAFKA_*``.  ``CSFABRIC_KAFKA_BOOTSTRAP`` is FabricSettings' kafka_bootstrap too."""
+    """``CSFABRIC_KAFKA_*``; ``…_BOOTSTRAP`` is also FabricSettings' ``kafka_bootstrap``."""
 
     model_config = SettingsConfigDict(env_prefix="CSFABRIC_KAFKA_", extra="ignore")
 
@@ -94,20 +89,8 @@ def record_key(event: CloudEvent) -> bytes:
     return (event.subject or subject_for(event)).encode()
 
 
-Route = Callable[[str, CloudEvent], str]
-"""``(topic, event) -> NATS subject`` of a bridged-in event."""
-
-
-def route_by_type(topic: str, event: CloudEvent) -> str:
-    return subject_for(event)
-
-
-def _text_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str]:
-    return {
-        name.lower(): value.decode("utf-8", "replace")
-        for name, value in headers or ()
-        if value is not None
-    }
+def _where(record: Any) -> str:
+    return f"{record.topic}/{record.partition}@{record.offset}"
 
 
 class KafkaToNats:
@@ -118,7 +101,7 @@ class KafkaToNats:
         bus: Bus,
         settings: KafkaBridgeSettings | None = None,
         *,
-        route: Route = route_by_type,
+        route: Callable[[CloudEvent], str] = subject_for,
         max_event_bytes: int = DEFAULT_MAX_BYTES,
         retry_pause: float = 1.0,
         stop_grace: float = 5.0,
@@ -216,13 +199,7 @@ class KafkaToNats:
             except Exception as exc:
                 # NATS is away (TransientError after the bus's retries) or worse: read this
                 # record again on the next fetch, and keep what succeeded before it.
-                log.warning(
-                    "bridging %s/%d@%d failed (%s), will retry",
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    exc,
-                )
+                log.warning("bridging %s failed (%s), will retry", _where(record), exc)
                 self._consumer.seek(tp, record.offset)
                 return done, True
             done = record.offset + 1
@@ -230,26 +207,26 @@ class KafkaToNats:
 
     async def _bridge(self, record: Any) -> None:
         raw: bytes = record.value or b""
-        headers = _text_headers(record.headers)
         try:
             event = parse_event(raw, max_bytes=self.max_event_bytes)
         except EnvelopeError as exc:
             await self._dead_letter(record, raw, exc)
             return
-        carrier: dict[str, str] = {k: v for k, v in headers.items() if k in _TRACE_HEADERS}
+        carrier = {
+            name.lower(): value.decode("utf-8", "replace")
+            for name, value in record.headers or ()
+            if name.lower() in _TRACE_HEADERS and value is not None
+        }
         if "traceparent" not in carrier and event.traceparent:
             carrier = {"traceparent": event.traceparent, "tracestate": event.tracestate or ""}
-        subject = self.route(record.topic, event)
         with self._tracer.start_as_current_span(
             f"{record.topic} process", context=extract_context(carrier), kind=SpanKind.CONSUMER
         ) as span:
             span.set_attribute("messaging.system", "kafka")
-            span.set_attribute("messaging.destination.name", record.topic)
-            span.set_attribute("messaging.kafka.message.offset", record.offset)
-            span.set_attribute("messaging.destination.partition.id", str(record.partition))
+            span.set_attribute("messaging.source", _where(record))
             span.set_attribute("cloudevents.event_id", event.id)
             try:
-                ack = await self.bus.publish_event(event, subject)
+                ack = await self.bus.publish_event(event, self.route(event))
             except (PermanentError, MaxPayloadError) as exc:
                 await self._dead_letter(record, raw, exc)
                 return
@@ -265,37 +242,31 @@ class KafkaToNats:
             # NATS cannot carry it whole; a cut copy still shows what arrived.
             reason += f" (original cut to {limit} of {len(raw)} bytes)"
             raw = raw[:limit]
-        where = f"{record.topic}/{record.partition}@{record.offset}"
         letter = DeadLetter(
             service=self.bus.service,
             reason=reason,
             error=type(error).__name__,
-            subject=f"kafka:{where}",
+            subject=f"kafka:{_where(record)}",
             deliveries=1,
             stream=None,
             stream_seq=None,
             time=self.bus.clock.now(),
             original=raw,
         )
+        msg_id = f"dlq:kafka:{record.topic}:{record.partition}:{record.offset}"
         await self.bus.publish(
-            dlq_subject(self.bus.service),
-            raw,
-            msg_id=f"dlq:kafka:{record.topic}:{record.partition}:{record.offset}",
-            headers=letter.headers(),
+            dlq_subject(self.bus.service), raw, msg_id=msg_id, headers=letter.headers()
         )
         if self.bus.metrics is not None:
             self.bus.metrics.dead_letter(letter.error)
         self.dead_lettered += 1
-        log.warning("dead-lettered kafka record %s: %s", where, letter.reason)
+        log.warning("dead-lettered kafka record %s: %s", _where(record), letter.reason)
 
 
 class NatsToKafka:
-    """JetStream subjects → one Kafka topic; :meth:`start` / :meth:`stop`, or :meth:`run`.
-
-    CloudEvents go out as structured-mode records keyed by :func:`record_key`.  With
-    ``raw_out`` (audit export: audit records are not CloudEvents) payloads go out unchanged,
-    keyed by their NATS subject, with ``nats_msg_id`` and ``nats_stream_seq`` headers so
-    readers can dedupe and restore order.
+    """JetStream subjects → one Kafka topic: CloudEvents in structured mode, or, with
+    ``raw_out`` (audit export), payloads unchanged, keyed by NATS subject, with
+    ``nats_msg_id`` / ``nats_stream_seq`` headers for readers to dedupe and order by.
     """
 
     def __init__(
@@ -328,22 +299,12 @@ class NatsToKafka:
         )
         await producer.start()
         self._producer = producer
-        consumer: Consumer[Any]
-        if s.raw_out:
-            consumer = Consumer(
-                self.bus,
-                s.subject_out,
-                s.durable_out,
-                self._send_raw,
-                self.options,
-                decode=raw_bytes,
-            )
-        else:
-            consumer = Consumer(
-                self.bus, s.subject_out, s.durable_out, self._send_event, self.options
-            )
-        self.consumer = consumer
-        await consumer.start()
+        handler: Handler[Any] = self._send_raw if s.raw_out else self._send_event
+        decode = raw_bytes if s.raw_out else None
+        self.consumer = Consumer(
+            self.bus, s.subject_out, s.durable_out, handler, self.options, decode=decode
+        )
+        await self.consumer.start()
 
     async def stop(self) -> None:
         """Stop consuming, let the sends in hand finish, then flush and close the producer."""
@@ -396,7 +357,5 @@ __all__ = [
     "KafkaBridgeSettings",
     "KafkaToNats",
     "NatsToKafka",
-    "Route",
     "record_key",
-    "route_by_type",
 ]
