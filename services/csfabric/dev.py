@@ -32,7 +32,7 @@ from nats.aio.client import Client
 
 from csfabric.kernel.clock import parse_clock, scaled_spec
 from csfabric.kernel.errors import ConfigError
-from csfabric.kernel.logs import setup_logging
+from csfabric.kernel.logs import redact, setup_logging
 from csfabric.kernel.natsserver import HOST, NatsServerProcess, find_nats_server
 from csfabric.kernel.registry import available
 from csfabric.kernel.settings import DEV_FILE, StreamLimits
@@ -175,11 +175,17 @@ class DevSupervisor:
         delay = BACKOFF_FIRST
         while not self.stop.is_set():
             started = time.monotonic()
-            child.proc = await asyncio.create_subprocess_exec(
-                *child.argv, env=child.env, stdin=asyncio.subprocess.DEVNULL, stdout=2
-            )
-            log.info("started %s", child.name, extra={"pid": child.proc.pid})
-            code = await child.proc.wait()
+            code: int | str
+            try:
+                # Children log to our stderr; stdout stays free for the ready line.
+                child.proc = await asyncio.create_subprocess_exec(
+                    *child.argv, env=child.env, stdin=asyncio.subprocess.DEVNULL, stdout=2
+                )
+            except OSError as exc:
+                code = f"'{exc}' (not started)"
+            else:
+                log.info("started %s", child.name, extra={"pid": child.proc.pid})
+                code = await child.proc.wait()
             if self.stop.is_set():
                 return
             ran = time.monotonic() - started
@@ -225,6 +231,7 @@ class DevSupervisor:
     async def shutdown(self) -> None:
         """Remove dev.json, stop children (SIGTERM, then SIGKILL), then the nats-server."""
         self.stop.set()
+        log.info("stopping")
         with contextlib.suppress(OSError, ValueError):
             if json.loads(self.dev_file.read_text()).get("pid") == os.getpid():
                 self.dev_file.unlink()
@@ -248,6 +255,7 @@ class DevSupervisor:
                     await proc.wait()
         if self.nats is not None:
             await self.nats.stop(self.options.stop_timeout)
+        log.info("stopped")
 
 
 def mask_url(url: str) -> str:
@@ -339,11 +347,14 @@ async def run_dev(options: DevOptions) -> int:
             content = startup.result()
             ready = {key: content[key] for key in READY_KEYS}
             ready["nats_url"] = mask_url(ready["nats_url"])
+            log.info(
+                "ready", extra={"nats_url": ready["nats_url"], "services": len(content["metrics"])}
+            )
             print(READY_PREFIX + json.dumps(ready, sort_keys=True), flush=True)
             await stopped
         return 0
     except Exception as exc:
-        print(f"csfabric dev: {exc}", file=sys.stderr, flush=True)
+        print(f"csfabric dev: {redact(str(exc))}", file=sys.stderr, flush=True)
         return 1
     finally:
         startup.cancel()

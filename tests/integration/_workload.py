@@ -19,6 +19,7 @@ from csfabric.kernel.consumer import Delivery
 from csfabric.kernel.envelope import CloudEvent, make_event
 from csfabric.kernel.errors import TransientError
 from csfabric.kernel.idempotency import ActionLedger, action_key
+from nats.js.api import RawStreamMsg
 
 EVENT_TYPE = "chaos.tick"
 EVENTS_STREAM = "CSFABRIC_EVENTS"
@@ -148,7 +149,7 @@ class ActingHandler:
 async def eventually(
     check: Callable[[], bool | Awaitable[bool]],
     *,
-    timeout: float,
+    within: float,
     what: str | Callable[[], str],
     interval: float = 0.05,
 ) -> None:
@@ -157,7 +158,7 @@ async def eventually(
     A check that raises counts as "not yet": during an outage or a leader election the
     broker's answers are exactly what is being waited for.
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last_error: BaseException | None = None
     while True:
         try:
@@ -171,13 +172,22 @@ async def eventually(
         if time.monotonic() > deadline:
             detail = what() if callable(what) else what
             suffix = f" (last error: {last_error!r})" if last_error else ""
-            raise AssertionError(f"not within {timeout:g}s: {detail}{suffix}")
+            raise AssertionError(f"not within {within:g}s: {detail}{suffix}")
         await asyncio.sleep(interval)
 
 
 async def stream_count(bus: Bus, stream: str) -> int:
     info = await bus.js.stream_info(stream)
     return int(info.state.messages)
+
+
+async def stored(bus: Bus, stream: str) -> list[RawStreamMsg]:
+    """Every message ``stream`` holds, in order (small streams only: one request each)."""
+    info = await bus.js.stream_info(stream)
+    first, last = int(info.state.first_seq), int(info.state.last_seq)
+    if not info.state.messages:
+        return []
+    return [await bus.js.get_msg(stream, seq) for seq in range(first, last + 1)]
 
 
 async def consumer_settled(bus: Bus, stream: str, durable: str) -> bool:
@@ -195,5 +205,6 @@ __all__ = [
     "consumer_settled",
     "eventually",
     "make_events",
+    "stored",
     "stream_count",
 ]

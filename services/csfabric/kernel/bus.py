@@ -21,7 +21,7 @@ from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, PubAck, StorageType
-from nats.js.errors import BucketNotFoundError, ServiceUnavailableError
+from nats.js.errors import BucketNotFoundError, NoStreamResponseError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 from opentelemetry.trace import SpanKind
 
@@ -31,7 +31,7 @@ from .errors import TransientError
 from .ops import Metrics
 from .settings import FabricSettings, StreamLimits
 from .streams import ensure_streams
-from .tracing import get_tracer, inject_headers
+from .tracing import extract_context, get_tracer, inject_headers
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ _RETRYABLE = (
     NatsTimeoutError,
     TimeoutError,
     NoRespondersError,
+    # js.publish re-raises NoRespondersError as this: a stream between leaders.
+    NoStreamResponseError,
     ServiceUnavailableError,
     ConnectionClosedError,
     nats.errors.ConnectionReconnectingError,
@@ -135,17 +137,18 @@ class Bus:
         msg_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> PubAck:
-        """JetStream publish, retried on broker hiccups; ``msg_id`` makes retries harmless."""
-        all_headers = dict(headers or {})
-        if msg_id is not None:
-            all_headers[MSG_ID] = msg_id
-        ack: PubAck = await self.retry(
-            lambda: self.js.publish(subject, payload, headers=all_headers or None),
-            what=f"publish {subject}",
-        )
-        if self.metrics is not None:
-            self.metrics.event_out(subject)
-        return ack
+        """JetStream publish, retried on broker hiccups; ``msg_id`` makes retries harmless.
+
+        Runs in a PRODUCER span (so audit records and dead letters show up in the trace
+        that caused them) whose ``traceparent`` goes into the headers; a ``traceparent``
+        the caller passes in ``headers`` is the span's parent.
+        """
+        carried = dict(headers or {})
+        parent = extract_context(carried) if "traceparent" in carried else None
+        with self._tracer.start_as_current_span(
+            f"{subject} publish", context=parent, kind=SpanKind.PRODUCER
+        ):
+            return await self._send(subject, payload, msg_id, inject_headers(carried))
 
     async def publish_event(self, event: CloudEvent, subject: str | None = None) -> PubAck:
         """Publish a CloudEvent with its id as ``Nats-Msg-Id`` and the current trace context."""
@@ -154,7 +157,20 @@ class Bus:
             headers = inject_headers({})
             if event.traceparent is None and "traceparent" in headers:
                 event = event.with_trace(headers["traceparent"], headers.get("tracestate"))
-            return await self.publish(target, event.to_json(), msg_id=event.id, headers=headers)
+            return await self._send(target, event.to_json(), event.id, headers)
+
+    async def _send(
+        self, subject: str, payload: bytes, msg_id: str | None, headers: dict[str, str]
+    ) -> PubAck:
+        if msg_id is not None:
+            headers[MSG_ID] = msg_id
+        ack: PubAck = await self.retry(
+            lambda: self.js.publish(subject, payload, headers=headers or None),
+            what=f"publish {subject}",
+        )
+        if self.metrics is not None:
+            self.metrics.event_out(subject)
+        return ack
 
     async def key_value(
         self, bucket: str, *, ttl: float | None = None, history: int = 1, replicas: int = 1

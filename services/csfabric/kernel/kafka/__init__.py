@@ -1,0 +1,16 @@
+"""The Kafka bridge, both directions, with the backbone's CloudEvents envelope.
+
+In (:class:`KafkaToNats`): offsets are committed only after every JetStream publish of a
+fetched batch was acknowledged, so a restart loses nothing, and what it reads twice the
+duplicate window drops (``Nats-Msg-Id`` = event id).  Records that are not CloudEvents go to
+``csfabric.dlq.<service>``.  Out (:class:`NatsToKafka`): a kernel :class:`Consumer` whose
+handler awaits the ``acks=all`` send, so JetStream lets go of an event only once Kafka holds
+it (at least once: readers dedupe on ``ce_id``).  Keys come from :func:`record_key`, so one
+resource stays on one partition, in order.
+"""
+
+from ._settings import DEFAULT_BOOTSTRAP, KafkaBridgeSettings, record_key
+from .inbound import KafkaToNats
+from .outbound import NatsToKafka
+
+__all__ = ["DEFAULT_BOOTSTRAP", "KafkaBridgeSettings", "KafkaToNats", "NatsToKafka", "record_key"]

@@ -1,0 +1,201 @@
+"""Kafka topics → JetStream: commit only after the JetStream publish is acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import (
+    KafkaError,
+)
+from nats.errors import MaxPayloadError
+from opentelemetry.trace import SpanKind
+
+from ..bus import Bus
+from ..dlq import DeadLetter, dlq_subject
+from ..envelope import DEFAULT_MAX_BYTES, CloudEvent, parse_event, subject_for
+from ..errors import EnvelopeError, PermanentError
+from ..tracing import extract_context, get_tracer
+from ._settings import (
+    _HEADER_ROOM,
+    _TRACE_HEADERS,
+    KafkaBridgeSettings,
+    _where,
+)
+
+log = logging.getLogger(__name__)
+
+
+class KafkaToNats:
+    """Kafka topics → JetStream; :meth:`start` / :meth:`stop`, or :meth:`run` until cancelled."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        settings: KafkaBridgeSettings | None = None,
+        *,
+        route: Callable[[CloudEvent], str] = subject_for,
+        max_event_bytes: int = DEFAULT_MAX_BYTES,
+        retry_pause: float = 1.0,
+        stop_grace: float = 5.0,
+    ) -> None:
+        self.bus = bus
+        self.settings = settings or KafkaBridgeSettings()
+        self.route = route
+        self.max_event_bytes = max_event_bytes
+        self.retry_pause = retry_pause
+        self.stop_grace = stop_grace
+        self._tracer = get_tracer("csfabric.kafka")
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._running = False
+        self.bridged = 0
+        self.duplicates = 0
+        self.dead_lettered = 0
+
+    async def start(self) -> None:
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            *s.topics_in(),
+            bootstrap_servers=s.bootstrap,
+            group_id=s.group_id,
+            client_id=f"csfabric-{self.bus.service}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms,
+        )
+        await consumer.start()
+        self._consumer = consumer
+        self._running = True
+        self._task = asyncio.create_task(self._loop(), name=f"kafka-in:{s.group_id}")
+
+    async def stop(self) -> None:
+        """Finish the batch in hand (commit included), then leave the group."""
+        self._running = False
+        if self._task is not None:
+            # A fetch returns within 0.5 s; a retry pause may not, and cutting it (or a
+            # batch) short is safe: nothing uncommitted is lost, only read again.
+            await asyncio.wait({self._task}, timeout=self.stop_grace)
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def run(self) -> None:
+        await self.start()
+        assert self._task is not None
+        try:
+            await asyncio.shield(self._task)
+        finally:
+            await self.stop()
+
+    async def _loop(self) -> None:
+        consumer, failures = self._consumer, 0
+        while self._running:
+            try:
+                batch = await consumer.getmany(
+                    timeout_ms=500, max_records=self.settings.max_records
+                )
+            except KafkaError as exc:
+                # aiokafka reconnects by itself; fetching again is all there is to do.
+                log.warning("kafka fetch failed (%s), retrying", exc)
+                await self.bus.clock.sleep(self.retry_pause)
+                continue
+            if not batch:
+                continue
+            outcomes = await asyncio.gather(
+                *(self._partition(tp, records) for tp, records in batch.items())
+            )
+            done = zip(batch, outcomes, strict=True)
+            offsets = {tp: offset for tp, (offset, _) in done if offset is not None}
+            if offsets:
+                try:
+                    await consumer.commit(offsets)
+                except KafkaError as exc:
+                    # A rebalance took the partitions: their next owner reads the records
+                    # again, and Nats-Msg-Id makes that harmless.
+                    log.warning("kafka commit failed (%s); records will be read again", exc)
+            if any(failed for _, failed in outcomes):
+                failures += 1
+                await self.bus.clock.sleep(min(30.0, self.retry_pause * 2 ** (failures - 1)))
+            else:
+                failures = 0
+
+    async def _partition(self, tp: Any, records: list[Any]) -> tuple[int | None, bool]:
+        """Bridge in order; returns (offset to commit or None, whether a record failed)."""
+        done: int | None = None
+        for record in records:
+            try:
+                await self._bridge(record)
+            except Exception as exc:
+                # NATS is away (TransientError after the bus's retries) or worse: read this
+                # record again on the next fetch, and keep what succeeded before it.
+                log.warning("bridging %s failed (%s), will retry", _where(record), exc)
+                self._consumer.seek(tp, record.offset)
+                return done, True
+            done = record.offset + 1
+        return done, False
+
+    async def _bridge(self, record: Any) -> None:
+        raw: bytes = record.value or b""
+        carrier = {
+            name.lower(): value.decode("utf-8", "replace")
+            for name, value in record.headers or ()
+            if name.lower() in _TRACE_HEADERS and value is not None
+        }
+        try:
+            event: CloudEvent | EnvelopeError = parse_event(raw, max_bytes=self.max_event_bytes)
+        except EnvelopeError as exc:
+            event = exc
+        if isinstance(event, CloudEvent) and "traceparent" not in carrier and event.traceparent:
+            carrier = {"traceparent": event.traceparent, "tracestate": event.tracestate or ""}
+        # Dead letters too are published in this span, so they join the producer's trace.
+        with self._tracer.start_as_current_span(
+            f"{record.topic} process", context=extract_context(carrier), kind=SpanKind.CONSUMER
+        ) as span:
+            span.set_attribute("messaging.system", "kafka")
+            span.set_attribute("messaging.source", _where(record))
+            try:
+                if isinstance(event, EnvelopeError):
+                    raise event
+                span.set_attribute("cloudevents.event_id", event.id)
+                ack = await self.bus.publish_event(event, self.route(event))
+            except (PermanentError, MaxPayloadError) as exc:
+                await self._dead_letter(record, raw, exc)
+                return
+        if self.bus.metrics is not None:
+            self.bus.metrics.event_in(f"kafka:{record.topic}")
+        self.bridged += 1
+        self.duplicates += bool(ack.duplicate)
+
+    async def _dead_letter(self, record: Any, raw: bytes, error: BaseException) -> None:
+        reason = str(error) or type(error).__name__
+        limit = max(0, self.bus.nc.max_payload - _HEADER_ROOM)
+        if len(raw) > limit:
+            # NATS cannot carry it whole; a cut copy still shows what arrived.
+            reason += f" (original cut to {limit} of {len(raw)} bytes)"
+            raw = raw[:limit]
+        letter = DeadLetter(
+            service=self.bus.service,
+            reason=reason,
+            error=type(error).__name__,
+            subject=f"kafka:{_where(record)}",
+            deliveries=1,
+            stream=None,
+            stream_seq=None,
+            time=self.bus.clock.now(),
+            original=raw,
+        )
+        msg_id = f"dlq:kafka:{record.topic}:{record.partition}:{record.offset}"
+        await self.bus.publish(
+            dlq_subject(self.bus.service), raw, msg_id=msg_id, headers=letter.headers()
+        )
+        if self.bus.metrics is not None:
+            self.bus.metrics.dead_letter(letter.error)
+        self.dead_lettered += 1
+        log.warning("dead-lettered kafka record %s: %s", _where(record), letter.reason)
