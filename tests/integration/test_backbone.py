@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from nats.js.api import StorageType
-
 from csfabric.kernel.bus import Bus
 from csfabric.kernel.clock import SteppedClock
 from csfabric.kernel.envelope import make_event
@@ -18,6 +16,7 @@ from csfabric.kernel.idempotency import ActionLedger, action_key
 from csfabric.kernel.natsserver import NatsServerProcess
 from csfabric.kernel.settings import StreamLimits
 from csfabric.kernel.streams import STREAMS, ensure_streams
+from nats.js.api import StorageType
 
 pytestmark = pytest.mark.integration
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from csfabric.kernel.clock import (
     RealClock,
     ScaledClock,
@@ -74,7 +74,7 @@ async def test_a_periodic_sleeper_ticks_once_per_period_over_a_month() -> None:
     await clock.advance(timedelta(days=30))
     task.cancel()
     assert len(ticks) == 30 * 24 * 4
-    assert all(b - a == timedelta(minutes=15) for a, b in zip(ticks, ticks[1:], strict=False))
+    assert all(b - a == timedelta(minutes=15) for a, b in itertools.pairwise(ticks))
 
 
 async def test_advance_to_next_jumps_to_earliest_deadline() -> None:

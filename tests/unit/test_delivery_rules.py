@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from csfabric.kernel.consumer import Verdict, backoff, verdict
 from csfabric.kernel.dlq import DeadLetter
 from csfabric.kernel.errors import EnvelopeError, PermanentError, TransientError
 from csfabric.kernel.logs import register_secret
 from csfabric.kernel.streams import stream_for_subject
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @pytest.mark.parametrize(
