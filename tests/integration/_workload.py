@@ -12,7 +12,7 @@ import inspect
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from csfabric.kernel.bus import Bus
 from csfabric.kernel.consumer import Delivery
@@ -20,6 +20,8 @@ from csfabric.kernel.envelope import CloudEvent, make_event
 from csfabric.kernel.errors import TransientError
 from csfabric.kernel.idempotency import ActionLedger, action_key
 from nats.js.api import RawStreamMsg
+
+T = TypeVar("T")
 
 EVENT_TYPE = "chaos.tick"
 EVENTS_STREAM = "CSFABRIC_EVENTS"
@@ -49,8 +51,9 @@ class Publisher:
 
     ``Bus.publish_event`` already retries broker hiccups; when it gives up with
     :class:`TransientError` (a long outage) the same event is sent again, and the stream's
-    ``Nats-Msg-Id`` dedupe keeps the stored count exact.  ``rate`` (events per second)
-    spreads the run out, so that a server can be killed while publishing goes on.
+    ``Nats-Msg-Id`` dedupe keeps the stored count exact.  With ``consumed`` the publisher
+    stays at most ``lead`` events ahead of the consumer, so that a crash triggered at a
+    consumed count always finds publishing still going on, however fast the machine.
     """
 
     def __init__(
@@ -59,28 +62,28 @@ class Publisher:
         events: Sequence[CloudEvent],
         *,
         in_flight: int = 64,
-        rate: float | None = None,
+        consumed: Callable[[], int] | None = None,
+        lead: int = 2_000,
         give_up_after: float = 90.0,
     ) -> None:
         self.bus = bus
         self.events = events
         self.in_flight = in_flight
-        self.rate = rate
+        self.consumed = consumed
+        self.lead = lead
         self.give_up_after = give_up_after
         self.published = 0
         self.retries = 0
 
     async def run(self) -> None:
         slots = asyncio.Semaphore(self.in_flight)
-        started = time.monotonic()
+        give_up_at = time.monotonic() + self.give_up_after
         tasks: list[asyncio.Task[None]] = []
         for index, event in enumerate(self.events):
-            if self.rate is not None:
-                ahead = started + index / self.rate - time.monotonic()
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
+            while self.consumed is not None and index - self.consumed() >= self.lead:
+                await asyncio.sleep(0.005)
             await slots.acquire()
-            task = asyncio.create_task(self._publish(event, started + self.give_up_after))
+            task = asyncio.create_task(self._publish(event, give_up_at))
             task.add_done_callback(lambda _: slots.release())
             tasks.append(task)
         await asyncio.gather(*tasks)
@@ -114,9 +117,11 @@ class ActingHandler:
         self._executed: set[str] = set()
         self.sources: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
+        self.most_deliveries = 0
 
     async def __call__(self, event: CloudEvent, delivery: Delivery) -> None:
         self.seen[event.id] += 1
+        self.most_deliveries = max(self.most_deliveries, delivery.deliveries)
 
         async def call() -> dict[str, Any]:
             self.executed.append(event.id)
@@ -142,18 +147,19 @@ class ActingHandler:
         return (
             f"seen {len(self.seen)}/{expected} distinct ({sum(self.seen.values())} deliveries), "
             f"executed {len(self.executed)} ({duplicates} duplicates), "
-            f"ledger sources {dict(self.sources)}, handler failures {dict(self.failures)}"
+            f"ledger sources {dict(self.sources)}, handler failures {dict(self.failures)}, "
+            f"most deliveries of one message {self.most_deliveries}"
         )
 
 
 async def eventually(
-    check: Callable[[], bool | Awaitable[bool]],
+    check: Callable[[], object],
     *,
     within: float,
     what: str | Callable[[], str],
     interval: float = 0.05,
 ) -> None:
-    """Poll ``check`` until it is true; fail with ``what`` (evaluated late) at the deadline.
+    """Poll ``check`` (sync or async) until truthy; at the deadline fail with ``what``.
 
     A check that raises counts as "not yet": during an outage or a leader election the
     broker's answers are exactly what is being waited for.
@@ -176,9 +182,30 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+async def answer(ask: Callable[[], Awaitable[T]], *, within: float = 30.0) -> T:
+    """The broker's answer to ``ask()``, asked again while it cannot answer yet.
+
+    Right after a node dies, a JetStream API request can time out while the meta or stream
+    leader is being re-elected; that says nothing about what the stream holds.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await ask()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.2)
+
+
 async def stream_count(bus: Bus, stream: str) -> int:
-    info = await bus.js.stream_info(stream)
-    return int(info.state.messages)
+    """Messages ``stream`` holds (asked again during leader elections)."""
+
+    async def ask() -> int:
+        info = await bus.js.stream_info(stream)
+        return int(info.state.messages)
+
+    return await answer(ask)
 
 
 async def stored(bus: Bus, stream: str) -> list[RawStreamMsg]:
@@ -202,6 +229,7 @@ __all__ = [
     "EVENT_TYPE",
     "ActingHandler",
     "Publisher",
+    "answer",
     "consumer_settled",
     "eventually",
     "make_events",

@@ -71,13 +71,18 @@ async def test_one_process_holds_the_lease_and_a_survivor_takes_over(
         return f"ticks {counts}, exit codes {codes}, stderr tails {tails}"
 
     try:
+        await eventually(
+            lambda: all(path.with_suffix(".ready").exists() for path in out.values()),
+            within=20,
+            what=story,
+        )
+        both_ready = time.time()
         await eventually(lambda: any(ticks(path) for path in out.values()), within=20, what=story)
         holder = next(name for name in names if ticks(out[name]))
         other = next(name for name in names if name != holder)
-        first_tick = ticks(out[holder])[0][1]
-        # Keep holding for more than a TTL: renewals work and the other never gets in.
+        # Both compete for more than a TTL: renewals work and the other never gets in.
         await eventually(
-            lambda: ticks(out[holder])[-1][1] - first_tick > TTL + 1.0, within=20, what=story
+            lambda: ticks(out[holder])[-1][1] - both_ready > TTL + 1.0, within=20, what=story
         )
         assert procs[other].returncode is None, story()
         assert ticks(out[other]) == [], story()
@@ -156,7 +161,10 @@ async def test_stepped_clock_successor_takes_over_exactly_at_ttl(
         """One second on; then wait until both replicas are back asleep on the clock."""
         await clock.advance(1)
         await eventually(
-            lambda: clock.sleepers == 2, within=10, what=lambda: f"both asleep; {journal}"
+            lambda: clock.sleepers == 2,
+            within=10,
+            what=lambda: f"both asleep; {journal}",
+            interval=0.002,
         )
 
     a_kv = BreakableKV(kv)

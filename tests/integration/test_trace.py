@@ -37,7 +37,7 @@ def trace_hex(span: ReadableSpan) -> str:
 
 def span_id(span: ReadableSpan) -> int:
     assert span.context is not None
-    return span.context.span_id
+    return int(span.context.span_id)
 
 
 def parent_id(span: ReadableSpan) -> int | None:
@@ -91,6 +91,9 @@ async def test_one_trace_from_publish_through_consume_to_audit(
     finally:
         await consumer.stop()
         await bus.close()
+        # Keep what was recorded, but stop collecting the spans of later tests.
+        spans = exporter.get_finished_spans()
+        exporter.shutdown()
 
     # The envelope carries the trace too, for consumers that drop NATS headers.
     assert stored_event.trace_id == trace_id
@@ -100,7 +103,6 @@ async def test_one_trace_from_publish_through_consume_to_audit(
     headers = audit_msg.headers or {}
     assert headers["traceparent"].split("-")[1] == trace_id
 
-    spans = exporter.get_finished_spans()
     (publish,) = named(spans, f"{subject_for(event)} publish", trace_id)
     (process,) = named(spans, f"{subject_for(event)} process", trace_id)
     (audit_publish,) = named(spans, f"{audit_subject(SERVICE)} publish", trace_id)
