@@ -90,7 +90,7 @@ class ConsumerOptions:
     max_workers: int = 64
     max_deliver: int = 5
     ack_wait: float = 30.0
-    backoff_base: float = 0.5
+    backoff_base: float = 1.0
     backoff_cap: float = 60.0
     fetch_timeout: float = 1.0
     max_event_bytes: int = DEFAULT_MAX_BYTES

@@ -6,6 +6,9 @@ between call and record leaves an intent without outcome; the next attempt asks
 ``reconcile`` (for CloudStack: "is there a resource tagged ``csfabric:key=<key>``?") and
 records what it finds instead of calling again.  An intent younger than ``stale_after`` is
 someone else's call in flight: the caller gets a :class:`TransientError` and retries later.
+KV calls ride out broker hiccups (a leader election) with :func:`~.bus.retry_broker`, so a
+failover does not use up an event's deliveries.  ``stale_after`` must exceed the request
+timeout, or a slow answer to a claim could arrive after a retry judged it stale.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Literal
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from .bus import retry_broker
 from .clock import Clock, RealClock
 from .errors import TransientError
 
@@ -64,7 +68,7 @@ class ActionLedger:
         now = self.clock.now()
         intent = self._encode({"state": "intent", "at": now.isoformat()})
         try:
-            revision = await self.kv.create(key, intent)
+            revision = await retry_broker(lambda: self.kv.create(key, intent), what="record intent")
         except KeyWrongLastSequenceError:
             found = await self._resume(key, now, reconcile)
             if isinstance(found, ActionResult):
@@ -99,17 +103,21 @@ class ActionLedger:
         # A stale intent whose call left no trace: claim it and call.
         claim = self._encode({"state": "intent", "at": now.isoformat()})
         try:
-            return await self.kv.update(key, claim, last=revision)
+            return await retry_broker(
+                lambda: self.kv.update(key, claim, last=revision), what="claim intent"
+            )
         except KeyWrongLastSequenceError:
             raise TransientError(f"action {key[:12]} was claimed concurrently, retry") from None
 
     async def _record(self, key: str, outcome: Any, revision: int) -> None:
         done = {"state": "done", "at": self.clock.now().isoformat(), "outcome": outcome}
-        await self.kv.update(key, self._encode(done), last=revision)
+        await retry_broker(
+            lambda: self.kv.update(key, self._encode(done), last=revision), what="record outcome"
+        )
 
     async def _get(self, key: str) -> tuple[dict[str, Any], int] | None:
         try:
-            entry = await self.kv.get(key)
+            entry = await retry_broker(lambda: self.kv.get(key), what="read action")
         except KeyNotFoundError:
             return None
         if entry.value is None:
