@@ -136,6 +136,8 @@ async def raw_path(ctx: Ctx, key: str, label: str, batch: int = 256, depth: int 
         try:
             msgs = await sub.fetch(batch, timeout=1.0)
         except TimeoutError:
+            if time.perf_counter() - started > ctx.timeout:
+                raise BenchError(f"{label}: only {fetched} fetched") from None
             continue
         fetched += len(msgs)
         await slots.acquire()
@@ -301,7 +303,8 @@ async def run_path(
 async def main(args: argparse.Namespace) -> int:
     # Bus.close() drains on purpose; its "disconnected, reconnecting" warning is noise here.
     logging.getLogger("csfabric.kernel.bus").setLevel(logging.ERROR)
-    keys = [k.strip() for k in args.paths.split(",") if k.strip()]
+    # dict.fromkeys: a path run twice would find its durable already drained.
+    keys = list(dict.fromkeys(k.strip() for k in args.paths.split(",") if k.strip()))
     unknown = [k for k in keys if k not in PATHS]
     if unknown:
         raise SystemExit(f"unknown path(s) {unknown}; choose from {list(PATHS)}")

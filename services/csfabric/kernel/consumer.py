@@ -1,15 +1,8 @@
 """Durable, explicit-ack JetStream consumers with bounded redelivery and a dead-letter subject.
 
 The loop fetches in batches and handles messages concurrently (``max_workers``), but keeps
-events about the same resource (same CloudEvent ``subject``) in order.  What happens to a
-message is decided by :func:`verdict` from the outcome alone:
-
-============================  ==================================================
-handler returned              ack
-PermanentError / bad envelope dead-letter (reason, deliveries, original bytes), ack
-other error, deliveries left  nak with exponential backoff (+ jitter)
-other error, last delivery    dead-letter, ack
-============================  ==================================================
+events about the same resource (same CloudEvent ``subject``) in order.  What happens to each
+message is decided by :func:`~.delivery.verdict` from the handler's outcome alone.
 """
 
 from __future__ import annotations
@@ -17,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -32,55 +23,15 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .bus import Bus
+from .delivery import Delivery, Handler, T, Verdict, backoff, raw_bytes, verdict
 from .dlq import DeadLetter, dlq_subject
 from .envelope import DEFAULT_MAX_BYTES, CloudEvent, parse_event
-from .errors import EnvelopeError, PermanentError
+from .errors import EnvelopeError
 from .logs import redact
+from .ops import Metrics
 from .tracing import extract_context, get_tracer
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What a handler learns about the message besides the event."""
-
-    subject: str
-    deliveries: int
-    stream: str | None
-    stream_seq: int | None
-    headers: dict[str, str]
-    raw: bytes
-
-
-T = TypeVar("T")
-Handler = Callable[[T, Delivery], Awaitable[None]]
-
-
-def raw_bytes(data: bytes) -> bytes:
-    """Decoder for consumers of non-CloudEvent payloads (audit export, DLQ readers)."""
-    return data
-
-
-class Verdict(Enum):
-    ACK = "ack"
-    RETRY = "retry"
-    DEAD_LETTER = "dead_letter"
-
-
-def verdict(error: BaseException | None, deliveries: int, max_deliver: int) -> Verdict:
-    """Ack, retry later, or dead-letter — from the handler's outcome alone."""
-    if error is None:
-        return Verdict.ACK
-    if isinstance(error, PermanentError) or deliveries >= max_deliver:
-        return Verdict.DEAD_LETTER
-    return Verdict.RETRY
-
-
-def backoff(deliveries: int, base: float = 0.5, cap: float = 60.0, jitter: float = 0.2) -> float:
-    """Delay before the next delivery: ``base * 2**(n-1)`` capped, ± ``jitter`` of it."""
-    delay: float = min(cap, base * 2.0 ** max(0, deliveries - 1))
-    return delay * (1 + random.uniform(-jitter, jitter))
 
 
 @dataclass
@@ -93,6 +44,7 @@ class ConsumerOptions:
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
     fetch_timeout: float = 1.0
+    lag_interval: float = 10.0
     max_event_bytes: int = DEFAULT_MAX_BYTES
     deliver_policy: DeliverPolicy = DeliverPolicy.ALL
     extra: dict[str, Any] = field(default_factory=dict)
@@ -126,6 +78,7 @@ class Consumer(Generic[T]):
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._lag_task: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
         self._running = False
         self.handled = 0
@@ -150,13 +103,16 @@ class Consumer(Generic[T]):
         await self.bus.retry(self._ensure_consumer, what=f"create consumer {self.durable}")
         self._running = True
         self._loop_task = asyncio.create_task(self._run(), name=f"consume:{self.durable}")
+        if self.bus.metrics is not None:
+            self._lag_task = asyncio.create_task(self._report_lag(self.bus.metrics))
 
     async def stop(self) -> None:
         """Stop fetching and wait for messages in hand to finish."""
         self._running = False
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for task in (self._loop_task, self._lag_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self._drop_subscription()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -164,6 +120,13 @@ class Consumer(Generic[T]):
     async def lag(self) -> int:
         info = await self.bus.js.consumer_info(self.options.stream, self.durable)
         return int(info.num_pending or 0)
+
+    async def _report_lag(self, metrics: Metrics) -> None:
+        # Scrapes happen in wall time, so this samples in wall time, not fabric time.
+        while True:
+            with contextlib.suppress(Exception):
+                metrics.set_lag(self.options.stream, self.durable, await self.lag())
+            await asyncio.sleep(self.options.lag_interval)
 
     async def _ensure_consumer(self) -> None:
         config = self.consumer_config()
