@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -10,10 +11,12 @@ import pytest
 import pytest_asyncio
 from csfabric.kernel.bus import Bus
 from csfabric.kernel.clock import SteppedClock
-from csfabric.kernel.envelope import make_event
+from csfabric.kernel.consumer import Consumer, ConsumerOptions, Delivery
+from csfabric.kernel.envelope import CloudEvent, make_event
 from csfabric.kernel.errors import TransientError
 from csfabric.kernel.idempotency import ActionLedger, action_key
 from csfabric.kernel.natsserver import NatsServerProcess
+from csfabric.kernel.ops import Metrics
 from csfabric.kernel.settings import StreamLimits
 from csfabric.kernel.streams import STREAMS, ensure_streams
 from nats.js.api import StorageType
@@ -112,3 +115,43 @@ async def test_an_intent_in_flight_is_retried_later_then_claimed_when_stale(bus:
     result = await ledger.run(key, call, reconcile=nothing_found)
     assert result.executed
     assert result.outcome == "done"
+
+
+async def test_consumer_lag_is_reported_as_a_metric(nats_server: NatsServerProcess) -> None:
+    metrics = Metrics("lagtest")
+    bus = await Bus.connect(nats_server.url, service="lagtest", metrics=metrics)
+    release = asyncio.Event()
+
+    async def slow(event: CloudEvent, delivery: Delivery) -> None:
+        await release.wait()
+
+    for index in range(10):
+        await bus.publish_event(make_event(type="thing.done", source="t", id=f"lag-{index}"))
+    options = ConsumerOptions(batch=1, max_workers=1, lag_interval=0.05)
+    consumer: Consumer[CloudEvent] = Consumer(bus, "csfabric.lifecycle.>", "lagger", slow, options)
+    await consumer.start()
+    try:
+        lag_line = (
+            'csfabric_consumer_lag{consumer="lagger",service="lagtest",stream="CSFABRIC_EVENTS"}'
+        )
+
+        def reported() -> float | None:
+            for line in metrics.render().decode().splitlines():
+                if line.startswith(lag_line):
+                    return float(line.rsplit(" ", 1)[1])
+            return None
+
+        await _until(lambda: (reported() or 0) >= 8)
+        release.set()
+        await _until(lambda: reported() == 0)
+    finally:
+        release.set()
+        await consumer.stop()
+        await bus.close()
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
