@@ -24,13 +24,17 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from csfabric.kernel.audit import audit_id
+from csfabric.kernel.bus import MSG_ID
 from csfabric.kernel.envelope import make_event
 from csfabric.kernel.natsserver import NatsServerProcess, find_nats_server
 from nats.js import JetStreamContext
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 HOST = "127.0.0.1"
+EVENTS = "CSFABRIC_EVENTS"
+AUDIT = "CSFABRIC_AUDIT"
 
 
 class BenchError(RuntimeError):
@@ -55,8 +59,21 @@ def server_version() -> str:
     return (out.stdout or out.stderr).strip()
 
 
+def code_version() -> str:
+    """The commit measured, marked ``+dirty`` when the kernel has uncommitted edits."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--", "services") else "")
+
+
 def machine_info() -> dict[str, Any]:
     return {
+        "code": code_version(),
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -65,6 +82,8 @@ def machine_info() -> dict[str, Any]:
         "faststream": version("faststream"),
         "opentelemetry_sdk": version("opentelemetry-sdk"),
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        # Other work on the machine skews every path; a high load means: run again.
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -107,9 +126,6 @@ class CountingExporter(SpanExporter):
         self.exported += len(spans)
         return SpanExportResult.SUCCESS
 
-    def shutdown(self) -> None:
-        return None
-
 
 async def stream_messages(js: JetStreamContext, stream: str) -> int:
     info = await js.stream_info(stream)
@@ -145,6 +161,39 @@ async def wait_acked(
         await asyncio.sleep(0.001)
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of another process (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Stopwatch:
+    """Wall time of a path, and the CPU this process and the server spent meanwhile.
+
+    CPU per event shows where a slow path's time goes: with two cores, a client near one
+    CPU-second per second is bound by Python, not by the server.
+    """
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.server_pid = server_pid
+        self._wall = self._cpu = self._server = 0.0
+        self.client_cpu = self.server_cpu = 0.0
+
+    def _server_now(self) -> float:
+        return process_cpu(self.server_pid) if self.server_pid else 0.0
+
+    def start(self) -> None:
+        self._server = self._server_now()
+        self._cpu = time.process_time()
+        self._wall = time.perf_counter()
+
+    def stop(self) -> float:
+        wall = time.perf_counter() - self._wall
+        self.client_cpu = time.process_time() - self._cpu
+        self.server_cpu = self._server_now() - self._server
+        return wall
+
+
 @dataclass
 class PathResult:
     key: str
@@ -155,6 +204,8 @@ class PathResult:
     checks: dict[str, int] = field(default_factory=dict)
     ratio_to_raw: float | None = None
     error: str | None = None
+    client_cpu: float = 0.0
+    server_cpu: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -164,6 +215,11 @@ class PathResult:
         body = asdict(self)
         body["events_per_s"] = round(self.rate, 1)
         body["seconds"] = round(self.seconds, 4)
+        body["client_cpu"] = round(self.client_cpu, 3)
+        body["server_cpu"] = round(self.server_cpu, 3)
+        if self.events:
+            body["client_cpu_us_per_event"] = round(1e6 * self.client_cpu / self.events, 1)
+            body["server_cpu_us_per_event"] = round(1e6 * self.server_cpu / self.events, 1)
         if self.ratio_to_raw is not None:
             body["ratio_to_raw"] = round(self.ratio_to_raw, 3)
         return body
@@ -174,18 +230,72 @@ def print_table(title: str, rows: Sequence[PathResult], publish: PathResult | No
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("path", "what", "events/s", "seconds", "ratio to raw", "check"):
-        table.add_column(column, justify="right" if column[0] in "ers" else "left")
-    if publish is not None:
-        rate, seconds = f"{publish.rate:,.0f}", f"{publish.seconds:.2f}"
-        table.add_row(publish.key, publish.label, rate, seconds, "", "")
-    for row in rows:
+    columns = ("path", "what", "events/s", "seconds", "ratio to raw", "µs CPU/event py|srv")
+    for column in (*columns, "check"):
+        table.add_column(column, justify="left" if column in ("path", "what", "check") else "right")
+    for row in ([publish] if publish else []) + list(rows):
         ratio = "" if row.ratio_to_raw is None else f"{row.ratio_to_raw:.2f}"
         check = "FAILED: " + row.error if row.error else "ok"
-        table.add_row(row.key, row.label, f"{row.rate:,.0f}", f"{row.seconds:.2f}", ratio, check)
+        n = max(row.events, 1)
+        cpu = f"{1e6 * row.client_cpu / n:.0f} | {1e6 * row.server_cpu / n:.0f}"
+        rate, seconds = f"{row.rate:,.0f}", f"{row.seconds:.2f}"
+        table.add_row(row.key, row.label, rate, seconds, ratio, cpu, check)
     Console(width=max(120, Console().width)).print(table)
 
 
 def write_json(path: Path, body: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(body, indent=2) + "\n")
+
+
+@dataclass
+class Ctx:
+    url: str
+    n: int
+    timeout: float
+    provider: TracerProvider
+    js: JetStreamContext  # the setup connection: polls consumer state for every path
+    watch: Stopwatch
+
+
+async def finish(ctx: Ctx, durable: str) -> dict[str, int]:
+    return await wait_acked(ctx.js, EVENTS, durable, ctx.n, ctx.timeout)
+
+
+def result_json(key: str, event_id: str) -> bytes:
+    # About the size of an audit record, so the raw path writes what the kernel writes.
+    return json.dumps(
+        {
+            "id": audit_id(f"{key}:{event_id}"),
+            "time": "2025-11-27T12:00:00Z",
+            "service": f"bench-{key}",
+            "decision": "record",
+            "reason": "benchmark: VM created",
+            "input_event_ids": [event_id],
+            "action": "VM.CREATE",
+            "outcome": "success",
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+async def prepublish(js: JetStreamContext, n: int, server_pid: int | None) -> PathResult:
+    """Publish the N input events once (timed on its own, with publish_async)."""
+    events = [vm_create_event(i) for i in range(n)]
+    watch = Stopwatch(server_pid)
+    watch.start()
+    futures = []
+    for event_id, body in events:
+        headers = {MSG_ID: event_id, "traceparent": traceparent()}
+        futures.append(await js.publish_async(EVENT_SUBJECT, body, headers=headers))
+    acks = await asyncio.gather(*futures)
+    seconds = watch.stop()
+    stored = await stream_messages(js, EVENTS)
+    duplicates = sum(1 for ack in acks if ack.duplicate)
+    if stored != n or duplicates:
+        raise BenchError(f"publish: {stored} of {n} events stored, {duplicates} duplicates")
+    size = sum(len(body) for _, body in events) / n
+    label = f"(setup) publish_async of the N events, {size:.0f} B each"
+    result = PathResult("publish", label, n, seconds, {"event_bytes": round(size)}, {})
+    result.client_cpu, result.server_cpu = watch.client_cpu, watch.server_cpu
+    return result

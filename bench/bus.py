@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import gc
 import json
 import logging
+import os
+import signal
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -28,17 +28,21 @@ from typing import Any
 
 import nats
 from _common import (
+    AUDIT,
     EVENT_SUBJECT,
+    EVENTS,
     BenchError,
     CountingExporter,
+    Ctx,
     PathResult,
+    Stopwatch,
+    finish,
     machine_info,
+    prepublish,
     print_table,
+    result_json,
     start_server,
     stream_messages,
-    traceparent,
-    vm_create_event,
-    wait_acked,
     wait_until,
     write_json,
 )
@@ -46,48 +50,12 @@ from csfabric.kernel.audit import Auditor, AuditRecord, audit_id
 from csfabric.kernel.bus import MSG_ID, Bus
 from csfabric.kernel.consumer import Consumer, ConsumerOptions, Delivery
 from csfabric.kernel.envelope import CloudEvent
-from csfabric.kernel.tracing import setup_tracing, telemetry_middleware
-from nats.js import JetStreamContext
+from csfabric.kernel.tracing import current_trace_id, setup_tracing, telemetry_middleware
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-EVENTS = "CSFABRIC_EVENTS"
-AUDIT = "CSFABRIC_AUDIT"
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bus.json"
-
-
-@dataclass
-class Ctx:
-    url: str
-    n: int
-    timeout: float
-    provider: TracerProvider
-    js: JetStreamContext  # the setup connection: polls consumer state for every path
-
-
 PathFn = Callable[[Ctx, str, str], Awaitable[PathResult]]
-
-
-async def _finish(ctx: Ctx, durable: str) -> dict[str, int]:
-    return await wait_acked(ctx.js, EVENTS, durable, ctx.n, ctx.timeout)
-
-
-def _result_json(key: str, event_id: str) -> bytes:
-    # About the size of an audit record, so the raw path writes what the kernel writes.
-    return json.dumps(
-        {
-            "id": audit_id(f"{key}:{event_id}"),
-            "time": "2025-11-27T12:00:00Z",
-            "service": f"bench-{key}",
-            "decision": "record",
-            "reason": "benchmark: VM created",
-            "input_event_ids": [event_id],
-            "action": "VM.CREATE",
-            "outcome": "success",
-        },
-        separators=(",", ":"),
-    ).encode()
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bus.json"
 
 
 async def raw_path(ctx: Ctx, key: str, label: str, batch: int = 256, depth: int = 4) -> PathResult:
@@ -120,7 +88,7 @@ async def raw_path(ctx: Ctx, key: str, label: str, batch: int = 256, depth: int 
             for msg in msgs:
                 event_id = json.loads(msg.data)["id"]
                 headers = {MSG_ID: f"{key}:{event_id}"}
-                payload = _result_json(key, event_id)
+                payload = result_json(key, event_id)
                 futures.append(await js.publish_async(subject, payload, headers=headers))
             await asyncio.gather(*futures)
             for msg in msgs:
@@ -129,23 +97,26 @@ async def raw_path(ctx: Ctx, key: str, label: str, batch: int = 256, depth: int 
         finally:
             slots.release()
 
-    started = time.perf_counter()
+    ctx.watch.start()
     tasks: list[asyncio.Task[None]] = []
     fetched = 0
-    while fetched < ctx.n:
-        try:
-            msgs = await sub.fetch(batch, timeout=1.0)
-        except TimeoutError:
-            if time.perf_counter() - started > ctx.timeout:
-                raise BenchError(f"{label}: only {fetched} fetched") from None
-            continue
-        fetched += len(msgs)
-        await slots.acquire()
-        tasks.append(asyncio.create_task(settle(msgs)))
-    await asyncio.gather(*tasks)
-    checks = await _finish(ctx, durable)
-    seconds = time.perf_counter() - started
-    await nc.drain()
+    deadline = time.perf_counter() + ctx.timeout
+    try:
+        while fetched < ctx.n:
+            try:
+                msgs = await sub.fetch(batch, timeout=1.0)
+            except TimeoutError:
+                if time.perf_counter() > deadline:
+                    raise BenchError(f"{label}: only {fetched} fetched") from None
+                continue
+            fetched += len(msgs)
+            await slots.acquire()
+            tasks.append(asyncio.create_task(settle(msgs)))
+        await asyncio.gather(*tasks)
+        checks = await finish(ctx, durable)
+        seconds = ctx.watch.stop()
+    finally:
+        await nc.close()  # every ack is on the server already (finish checked)
     checks["handled"] = done
     return PathResult(key, label, ctx.n, seconds, {"batch": batch, "depth": depth}, checks)
 
@@ -169,18 +140,20 @@ async def kernel_path(
     durable = f"bench-{key}"
     options = ConsumerOptions(stream=EVENTS, batch=batch, max_workers=workers)
     consumer = Consumer(bus, EVENT_SUBJECT, durable, handle, options)
-    started = time.perf_counter()
-    await consumer.start()
-    await wait_until(
-        lambda: consumer.handled + consumer.dead_lettered >= ctx.n,
-        ctx.timeout,
-        label,
-        lambda: consumer.handled,
-    )
-    checks = await _finish(ctx, durable)
-    seconds = time.perf_counter() - started
-    await consumer.stop()
-    await bus.close()
+    ctx.watch.start()
+    try:
+        await consumer.start()
+        await wait_until(
+            lambda: consumer.handled + consumer.dead_lettered >= ctx.n,
+            ctx.timeout,
+            label,
+            lambda: consumer.handled,
+        )
+        checks = await finish(ctx, durable)
+        seconds = ctx.watch.stop()
+    finally:  # a failed path must not keep consuming CPU while the next one runs
+        await consumer.stop()
+        await bus.close()
     checks.update(handled=consumer.handled, dead_lettered=consumer.dead_lettered)
     settings = {"batch": batch, "max_workers": workers, "tracing": True}
     return PathResult(key, label, ctx.n, seconds, settings, checks)
@@ -211,23 +184,26 @@ async def faststream_path(
         action_key = f"{key}:{event.id}"
         record = AuditRecord(
             id=audit_id(action_key),
-            time=event.time or datetime.now(UTC),
+            time=datetime.now(UTC),
             service=f"bench-{key}",
             decision="record",
             reason="benchmark: VM created",
             input_event_ids=[event.id],
             action="VM.CREATE",
+            trace_id=current_trace_id(),
         )
         await broker.publish(record, subject, stream=AUDIT, headers={MSG_ID: record.id})
         handled += 1
 
     await broker.connect()
-    started = time.perf_counter()
-    await broker.start()
-    await wait_until(lambda: handled >= ctx.n, ctx.timeout, label, lambda: handled)
-    checks = await _finish(ctx, durable)
-    seconds = time.perf_counter() - started
-    await broker.stop()
+    ctx.watch.start()
+    try:
+        await broker.start()
+        await wait_until(lambda: handled >= ctx.n, ctx.timeout, label, lambda: handled)
+        checks = await finish(ctx, durable)
+        seconds = ctx.watch.stop()
+    finally:
+        await broker.stop()
     checks["handled"] = handled
     settings = {"pull_batch": 256, "max_workers": workers or 1, "tracing": otel}
     return PathResult(key, label, ctx.n, seconds, settings, checks)
@@ -253,46 +229,18 @@ PATHS: dict[str, tuple[str, PathFn]] = {
 }
 
 
-async def prepublish(js: JetStreamContext, n: int) -> PathResult:
-    """Publish the N input events once (timed on its own, with publish_async)."""
-    events = [vm_create_event(i) for i in range(n)]
-    started = time.perf_counter()
-    futures = []
-    for event_id, body in events:
-        headers = {MSG_ID: event_id, "traceparent": traceparent()}
-        futures.append(await js.publish_async(EVENT_SUBJECT, body, headers=headers))
-    acks = await asyncio.gather(*futures)
-    seconds = time.perf_counter() - started
-    stored = await stream_messages(js, EVENTS)
-    duplicates = sum(1 for ack in acks if ack.duplicate)
-    if stored != n or duplicates:
-        raise BenchError(f"publish: {stored} of {n} events stored, {duplicates} duplicates")
-    size = sum(len(body) for _, body in events) / n
-    label = f"(setup) publish_async of the N events, {size:.0f} B each"
-    return PathResult("publish", label, n, seconds, {"event_bytes": round(size)}, {})
-
-
-async def run_path(
-    ctx: Ctx, key: str, exporter: CountingExporter, profile: Path | None
-) -> PathResult:
+async def run_path(ctx: Ctx, key: str, exporter: CountingExporter) -> PathResult:
     label, fn = PATHS[key]
-    js = ctx.js
-    before = await stream_messages(js, AUDIT)
+    before = await stream_messages(ctx.js, AUDIT)
     spans_before = exporter.exported
     gc.collect()
-    profiler = cProfile.Profile() if profile else None
     try:
-        if profiler is not None:
-            profiler.enable()
         result = await fn(ctx, key, label)
     except BenchError as exc:
         return PathResult(key, label, ctx.n, 0.0, error=str(exc))
-    finally:
-        if profiler is not None and profile is not None:
-            profiler.disable()
-            profiler.dump_stats(profile / f"{key}.pstats")
+    result.client_cpu, result.server_cpu = ctx.watch.client_cpu, ctx.watch.server_cpu
     ctx.provider.force_flush()
-    result.checks["results_stored"] = await stream_messages(js, AUDIT) - before
+    result.checks["results_stored"] = await stream_messages(ctx.js, AUDIT) - before
     result.checks["spans_exported"] = exporter.exported - spans_before
     wrong = {k: v for k, v in result.checks.items() if k in ("handled", "results_stored")}
     if any(v != ctx.n for v in wrong.values()) or result.checks.get("dead_lettered"):
@@ -308,6 +256,11 @@ async def main(args: argparse.Namespace) -> int:
     unknown = [k for k in keys if k not in PATHS]
     if unknown:
         raise SystemExit(f"unknown path(s) {unknown}; choose from {list(PATHS)}")
+    # SIGTERM (e.g. from `timeout`) cancels like Ctrl-C, so the server below is stopped.
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    load_at_start = round(os.getloadavg()[0], 2)
     provider = setup_tracing("bench")
     exporter = CountingExporter()
     # The exporter a service would use is OTLP behind a batch processor: same queueing.
@@ -316,19 +269,24 @@ async def main(args: argparse.Namespace) -> int:
         server = start_server(Path(tmp) / "nats")
         async with server:
             setup = await Bus.connect(server.url, service="bench-setup")
-            ctx = Ctx(server.url, args.events, args.timeout, provider, setup.js)
-            publish = await prepublish(setup.js, args.events)
-            results = [await run_path(ctx, k, exporter, args.profile) for k in keys]
+            watch = Stopwatch(server.pid)
+            ctx = Ctx(server.url, args.events, args.timeout, provider, setup.js, watch)
+            publish = await prepublish(setup.js, args.events, server.pid)
+            results = [await run_path(ctx, k, exporter) for k in keys]
             await setup.close()
     raw = next((r for r in results if r.key == "raw" and not r.error), None)
     for result in results:
         if raw is not None and not result.error:
             result.ratio_to_raw = result.rate / raw.rate
-    print_table(f"csfabric bus benchmark, N={args.events}", results, publish)
+    machine = machine_info()
+    title = (
+        f"csfabric bus benchmark, N={args.events}, load {load_at_start} → {machine['loadavg_1m']}"
+    )
+    print_table(title, results, publish)
     body = {
         "benchmark": "bus",
         "events": args.events,
-        "machine": machine_info(),
+        "machine": {**machine, "loadavg_1m_at_start": load_at_start},
         "publish": publish.as_json(),
         "paths": [r.as_json() for r in results],
     }
@@ -347,12 +305,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per path")
-    parser.add_argument("--profile", type=Path, help="write <dir>/<path>.pstats (cProfile)")
-    args = parser.parse_args(argv)
-    if args.profile is not None:
-        args.profile.mkdir(parents=True, exist_ok=True)
-    return args
+    return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(parse_args())))
+    try:
+        sys.exit(asyncio.run(main(parse_args())))
+    except asyncio.CancelledError:
+        sys.exit("bench: stopped by SIGTERM")
