@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .bus import Bus
 from .logs import redact
-from .tracing import current_trace_id, inject_headers
+from .tracing import current_trace_id
 
 Outcome = Literal["success", "failure", "skipped", "dry-run", "pending"]
 
@@ -91,7 +91,6 @@ class Auditor:
             audit_subject(self.bus.service),
             record.model_dump_json(exclude_none=True).encode(),
             msg_id=record.id,
-            headers=inject_headers({}),
         )
         if self.bus.metrics is not None:
             self.bus.metrics.decision(outcome)

@@ -21,7 +21,12 @@ from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, PubAck, StorageType
-from nats.js.errors import BucketNotFoundError, NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import (
+    BucketNotFoundError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+    TooManyStalledMsgsError,
+)
 from nats.js.kv import KeyValue
 from opentelemetry.trace import SpanKind
 
@@ -47,6 +52,7 @@ _RETRYABLE = (
     nats.errors.ConnectionReconnectingError,
     nats.errors.StaleConnectionError,
     nats.errors.OutboundBufferLimitError,
+    TooManyStalledMsgsError,
 )
 
 
@@ -174,10 +180,17 @@ class Bus:
     ) -> PubAck:
         if msg_id is not None:
             headers[MSG_ID] = msg_id
-        ack: PubAck = await self.retry(
-            lambda: self.js.publish(subject, payload, headers=headers or None),
-            what=f"publish {subject}",
-        )
+
+        async def once() -> PubAck:
+            # publish_async shares one reply subscription for all publishes (js.publish
+            # makes a request per call); its future has no timeout of its own, so bound it.
+            future = await self.js.publish_async(
+                subject, payload, headers=headers or None, wait_stall=self.publish_timeout
+            )
+            async with asyncio.timeout(self.publish_timeout):
+                return await future
+
+        ack = await self.retry(once, what=f"publish {subject}")
         if self.metrics is not None:
             self.metrics.event_out(subject)
         return ack

@@ -215,7 +215,7 @@ class Consumer(Generic[T]):
         if previous is not None:
             # Per-resource order: wait for the earlier event of the same subject.
             await asyncio.gather(previous, return_exceptions=True)
-        headers = dict(msg.headers or {})
+        headers = msg.headers or {}
         meta = msg.metadata
         delivery = Delivery(
             subject=msg.subject,
@@ -225,9 +225,12 @@ class Consumer(Generic[T]):
             headers=headers,
             raw=msg.data,
         )
-        parent = extract_context(headers)
-        if isinstance(event, CloudEvent) and "traceparent" not in headers and event.traceparent:
+        if "traceparent" in headers:
+            parent = extract_context(headers)
+        elif isinstance(event, CloudEvent) and event.traceparent:
             parent = extract_context({"traceparent": event.traceparent})
+        else:
+            parent = otel_context.Context()
         token = otel_context.attach(parent)
         started = time.perf_counter()
         error: BaseException | None = None
