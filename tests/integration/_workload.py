@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.consumer import Delivery
+from csfabric.kernel.consumer import Consumer, Delivery
 from csfabric.kernel.envelope import CloudEvent, make_event
 from csfabric.kernel.errors import TransientError
 from csfabric.kernel.idempotency import ActionLedger, action_key
@@ -236,3 +236,15 @@ __all__ = [
     "stored",
     "stream_count",
 ]
+
+
+async def assert_exactly_once(
+    bus: Bus, handler: ActingHandler, consumer: Consumer[CloudEvent], total: int
+) -> None:
+    """Every event seen, every action executed exactly once, nothing stored twice or lost."""
+    assert len(handler.seen) == total, handler.summary(total)
+    assert len(handler.executed) == total, handler.summary(total)
+    assert len(set(handler.executed)) == total, handler.summary(total)
+    assert await stream_count(bus, EVENTS_STREAM) == total
+    assert await stream_count(bus, DLQ_STREAM) == 0
+    assert consumer.dead_lettered == 0

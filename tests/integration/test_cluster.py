@@ -19,14 +19,13 @@ from csfabric.kernel.natsserver import NatsServerProcess
 from csfabric.kernel.settings import StreamLimits
 
 from tests.integration._workload import (
-    DLQ_STREAM,
     EVENTS_STREAM,
     ActingHandler,
     Publisher,
+    assert_exactly_once,
     consumer_settled,
     eventually,
     make_events,
-    stream_count,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -95,12 +94,7 @@ async def test_stream_leader_crash_loses_and_repeats_nothing(
         new_leader = await stream_leader(bus, EVENTS_STREAM)
 
         assert new_leader != leader
-        assert len(handler.seen) == TOTAL, handler.summary(TOTAL)
-        assert len(handler.executed) == TOTAL, handler.summary(TOTAL)
-        assert len(set(handler.executed)) == TOTAL, handler.summary(TOTAL)
-        assert await stream_count(bus, EVENTS_STREAM) == TOTAL
-        assert await stream_count(bus, DLQ_STREAM) == 0
-        assert consumer.dead_lettered == 0
+        await assert_exactly_once(bus, handler, consumer, TOTAL)
         print(
             f"\ncluster: {time.monotonic() - started:.1f}s, killed leader {leader} after "
             f"{published_at_kill} published, new leader {new_leader}, done "

@@ -20,14 +20,13 @@ from csfabric.kernel.idempotency import BUCKET, ActionLedger
 from csfabric.kernel.natsserver import NatsServerProcess
 
 from tests.integration._workload import (
-    DLQ_STREAM,
     EVENTS_STREAM,
     ActingHandler,
     Publisher,
+    assert_exactly_once,
     consumer_settled,
     eventually,
     make_events,
-    stream_count,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -86,12 +85,7 @@ async def test_server_crash_mid_run_loses_and_repeats_nothing(
             what=lambda: f"consumer never settled; {handler.summary(TOTAL)}",
         )
 
-        assert len(handler.seen) == TOTAL, handler.summary(TOTAL)
-        assert len(handler.executed) == TOTAL, handler.summary(TOTAL)
-        assert len(set(handler.executed)) == TOTAL, handler.summary(TOTAL)
-        assert await stream_count(bus, EVENTS_STREAM) == TOTAL
-        assert await stream_count(bus, DLQ_STREAM) == 0
-        assert consumer.dead_lettered == 0
+        await assert_exactly_once(bus, handler, consumer, TOTAL)
         print(
             f"\nrestart: {time.monotonic() - started:.1f}s, killed after "
             f"{published_at_kill} published; publish retries {publisher.retries}; "
