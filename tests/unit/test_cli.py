@@ -146,6 +146,8 @@ def test_exported_schemas_are_deterministic(tmp_path: Path) -> None:
         "audit-record.schema.json",
         "cloudevent.schema.json",
         "dead-letter.schema.json",
+        "policy-base.schema.json",
+        "policy-document.schema.json",
     ]
 
 

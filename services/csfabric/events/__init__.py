@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from csfabric.kernel.audit import AuditRecord
 from csfabric.kernel.dlq import DeadLetter
 from csfabric.kernel.envelope import CloudEvent
+from csfabric.kernel.policies import PolicyBase, PolicyDocument
 
 # File stem (``<stem>.schema.json``) → model.  Stems are part of the contract: a
 # CloudEvent's ``dataschema`` names them.
@@ -18,6 +19,17 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "cloudevent": CloudEvent,
     "audit-record": AuditRecord,
     "dead-letter": DeadLetter,
+    # The fields every policy kind shares, and the document shape; each installed kind's
+    # full document schema is added as policy-<kind> by schemas.render_all.
+    "policy-base": PolicyBase,
+    "policy-document": PolicyDocument,
 }
 
-__all__ = ["SCHEMA_MODELS", "AuditRecord", "CloudEvent", "DeadLetter"]
+__all__ = [
+    "SCHEMA_MODELS",
+    "AuditRecord",
+    "CloudEvent",
+    "DeadLetter",
+    "PolicyBase",
+    "PolicyDocument",
+]

@@ -12,8 +12,11 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
+
+from csfabric.kernel.policies import kind_schemas
 
 from . import SCHEMA_MODELS
 
@@ -22,18 +25,21 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def render(model: type[BaseModel]) -> str:
-    schema = model.model_json_schema()
+    return _dump(model.model_json_schema(), f"{model.__module__}.{model.__qualname__}")
+
+
+def _dump(schema: dict[str, Any], origin: str) -> str:
     schema["$schema"] = DRAFT
-    schema["$comment"] = (
-        f"Generated from {model.__module__}.{model.__qualname__} by `csfabric schemas export`;"
-        " do not edit."
-    )
+    schema["$comment"] = f"Generated from {origin} by `csfabric schemas export`; do not edit."
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def render_all() -> dict[str, str]:
-    """``{file name: text}`` for every exported model."""
-    return {f"{stem}{SUFFIX}": render(model) for stem, model in SCHEMA_MODELS.items()}
+    """``{file name: text}`` for every exported model and every installed policy kind."""
+    out = {f"{stem}{SUFFIX}": render(model) for stem, model in SCHEMA_MODELS.items()}
+    for kind, schema in kind_schemas().items():
+        out[f"policy-{kind}{SUFFIX}"] = _dump(schema, f"policy kind {kind}")
+    return out
 
 
 @dataclass
