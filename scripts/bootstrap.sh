@@ -4,9 +4,9 @@
 # it only compares a hash and returns.
 set -euo pipefail
 
-# Debian packages the suite needs from the OS, space separated.  Empty for now; servers
-# such as pdns-server go here when their integration tests arrive.
-DEBIAN_PACKAGES=""
+# Debian packages the suite needs from the OS, space separated: PowerDNS for
+# `csfabric dev --with powerdns` and the DNS failover tests.
+DEBIAN_PACKAGES="pdns-server pdns-backend-sqlite3"
 
 CSFABRIC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CSFABRIC_VENV="$CSFABRIC_ROOT/.venv"

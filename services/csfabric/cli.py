@@ -26,11 +26,13 @@ from csfabric.dev import (
     mask_url,
     run_dev,
 )
+from csfabric.devstack import Extra, ExtraPorts
 from csfabric.doctor import Check, run_checks
 from csfabric.kernel.errors import CsfabricError
 from csfabric.kernel.logs import redact, register_secret
 from csfabric.kernel.registry import SERVICES_GROUP, available
 from csfabric.kernel.settings import FabricSettings
+from csfabric.policy_cli import pause_command, policy_app, resume_command
 
 app = typer.Typer(
     name="csfabric",
@@ -43,6 +45,9 @@ schemas_app = typer.Typer(
     help="JSON Schemas generated from the event models.", no_args_is_help=True
 )
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(policy_app, name="policy")
+app.command("pause")(pause_command)
+app.command("resume")(resume_command)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 SchemaDir = Annotated[
@@ -111,13 +116,31 @@ def dev(
         float | None,
         typer.Option(min=0.001, help="Run fabric time N times faster (CSFABRIC_CLOCK=scaled)."),
     ] = None,
+    extras: Annotated[
+        list[Extra] | None,
+        typer.Option("--with", help="Also run this feed/server (repeatable)."),
+    ] = None,
+    no_demo: Annotated[bool, typer.Option("--no-demo", help="Skip the demo policies.")] = False,
+    kafka_port: Annotated[int, typer.Option(help="Port of --with kafka.")] = ExtraPorts.kafka,
+    powerdns_port: Annotated[
+        int, typer.Option(help="PowerDNS API port of --with powerdns.")
+    ] = ExtraPorts.powerdns,
+    powerdns_dns_port: Annotated[
+        int, typer.Option(help="PowerDNS DNS port of --with powerdns.")
+    ] = ExtraPorts.powerdns_dns,
 ) -> None:
-    """Run nats-server and every service on 127.0.0.1 until Ctrl-C; writes dev.json."""
+    """Run nats-server and every service on 127.0.0.1 until Ctrl-C; writes dev.json.
+
+    Exit code 1 when start-up fails, 2 when something --with needs is missing.
+    """
     options = DevOptions(
         state_dir=(state_dir or FabricSettings().state_dir).expanduser().resolve(),
         nats_port=nats_port,
         metrics_port=metrics_port,
         time_scale=time_scale,
+        extras=tuple(extra.value for extra in extras or ()),
+        demo=not no_demo,
+        ports=ExtraPorts(kafka_port, powerdns_port, powerdns_dns_port),
     )
     raise typer.Exit(asyncio.run(run_dev(options)))
 
@@ -171,6 +194,14 @@ def _print_table(checks: list[Check]) -> None:
         name = check.component + ("" if check.required else " [dim](optional)[/]")
         table.add_row(name, str(row["target"]), status, str(row["fix"]))
     Console().print(table)
+
+
+@app.command()
+def status(as_json: JsonFlag = False) -> None:
+    """Services seen, lease holders, consumer lag, DLQ depth, paused policies; 1 if no NATS."""
+    from csfabric.status import run_status
+
+    raise typer.Exit(asyncio.run(run_status(as_json)))
 
 
 @schemas_app.command("export")

@@ -23,6 +23,7 @@ from pydantic import Field
 from .audit import Auditor
 from .bus import Bus
 from .clock import Clock, parse_clock
+from .heartbeat import Heartbeat
 from .logs import register_secret, setup_logging
 from .ops import Metrics, OpsServer, ReadinessResult
 from .registry import ServiceSetup
@@ -107,6 +108,11 @@ async def run_service(
         bus = await Bus.connect(service=name, settings=settings, clock=clock, metrics=metrics)
         ctx = ServiceContext(name, settings, clock, bus, metrics, Auditor(bus), ops)
         await setup(ctx)
+        # Announced only once set up, and withdrawn first at shutdown (on_stop runs last
+        # registered first), so `csfabric status` lists services that are really running.
+        heartbeat = Heartbeat(bus, name, ops_url=ops.url)
+        await heartbeat.start()
+        ctx.on_stop(heartbeat.stop)
         log.info("%s started", name, extra={"ops_url": ops.url, "clock": clock.spec})
         await _watch(ctx._tasks)
 

@@ -15,6 +15,7 @@ STREAMS: dict[str, tuple[str, ...]] = {
     "CSFABRIC_CONTROL": ("csfabric.control.>",),
     "CSFABRIC_DLQ": ("csfabric.dlq.>",),
     "CSFABRIC_REPLAY": ("csfabric.replay.>",),
+    "CSFABRIC_POLICIES": ("csfabric.policy.>",),
 }
 
 

@@ -1,0 +1,71 @@
+"""The parts of ``csfabric dev`` below its supervisor: ``--with`` servers, demo policies,
+``dev.json`` and reaching NATS.  They import only the kernel, so the supervisor
+(:mod:`csfabric.dev`) stays about supervising.
+"""
+
+from ._children import Child, plan_children
+from ._demo import DEMO_POLICIES, apply_demo_policies, demo_files, load_demo_policies
+from ._extras import (
+    DEFAULT_KAFKA_PORT,
+    DEFAULT_POWERDNS_DNS_PORT,
+    DEFAULT_POWERDNS_PORT,
+    DEFAULT_RABBITMQ_URL,
+    EXTRAS,
+    Extra,
+    ExtraPorts,
+    Extras,
+    MissingDependencyError,
+    check_rabbitmq,
+    find_pdns,
+    find_tansu,
+    plan_extras,
+    port_free,
+    require_port,
+)
+from ._nats import connect_once, ensure_streams_at, mask_url
+from ._servers import LocalServer, PowerDnsServer, Supervised, TansuServer
+from ._statefile import (
+    EXTRA_KEYS,
+    READY_KEYS,
+    READY_PREFIX,
+    ready_line,
+    refuse_second_instance,
+    write_private_json,
+)
+
+__all__ = [
+    "DEFAULT_KAFKA_PORT",
+    "DEFAULT_POWERDNS_DNS_PORT",
+    "DEFAULT_POWERDNS_PORT",
+    "DEFAULT_RABBITMQ_URL",
+    "DEMO_POLICIES",
+    "EXTRAS",
+    "EXTRA_KEYS",
+    "READY_KEYS",
+    "READY_PREFIX",
+    "Child",
+    "Extra",
+    "ExtraPorts",
+    "Extras",
+    "LocalServer",
+    "MissingDependencyError",
+    "PowerDnsServer",
+    "Supervised",
+    "TansuServer",
+    "apply_demo_policies",
+    "check_rabbitmq",
+    "connect_once",
+    "demo_files",
+    "ensure_streams_at",
+    "find_pdns",
+    "find_tansu",
+    "load_demo_policies",
+    "mask_url",
+    "plan_children",
+    "plan_extras",
+    "port_free",
+    "ready_line",
+    "refuse_second_instance",
+    "require_port",
+    "write_private_json",
+]
