@@ -23,9 +23,11 @@ from pydantic import Field
 from .audit import Auditor
 from .bus import Bus
 from .clock import Clock, parse_clock
+from .gate import ActionGate
 from .heartbeat import Heartbeat
 from .logs import register_secret, setup_logging
 from .ops import Metrics, OpsServer, ReadinessResult
+from .policywatch import PolicyWatcher
 from .registry import ServiceSetup
 from .settings import CsfabricSettings, FabricSettings
 from .tracing import setup_tracing
@@ -54,6 +56,8 @@ class ServiceContext:
     metrics: Metrics
     auditor: Auditor
     ops: OpsServer
+    policies: PolicyWatcher
+    gate: ActionGate
     _stops: list[StopCallback] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -106,7 +110,13 @@ async def run_service(
     async def serve(ops: OpsServer) -> None:
         nonlocal bus, ctx
         bus = await Bus.connect(service=name, settings=settings, clock=clock, metrics=metrics)
-        ctx = ServiceContext(name, settings, clock, bus, metrics, Auditor(bus), ops)
+        # Every service sees policy changes and the kill switch live, before its setup runs.
+        policies = PolicyWatcher(bus)
+        await policies.start()
+        ctx = ServiceContext(
+            name, settings, clock, bus, metrics, Auditor(bus), ops, policies, ActionGate(policies)
+        )
+        ctx.on_stop(policies.stop)
         await setup(ctx)
         # Announced only once set up, and withdrawn first at shutdown (on_stop runs last
         # registered first), so `csfabric status` lists services that are really running.
