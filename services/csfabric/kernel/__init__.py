@@ -5,19 +5,27 @@ from .bus import Bus
 from .clock import Clock, RealClock, ScaledClock, SteppedClock, parse_clock
 from .consumer import Consumer, ConsumerOptions, Delivery
 from .dlq import DeadLetter
+from .durations import Duration, format_duration, parse_duration
 from .envelope import CloudEvent, make_event, parse_event, subject_for
 from .errors import ConfigError, CsfabricError, EnvelopeError, PermanentError, TransientError
+from .gate import ActionGate, GateDecision
 from .idempotency import ActionLedger, ActionResult, action_key
 from .leases import Lease
+from .policies import BlastRadius, PolicyBase, PolicyDocument, Scope, register_kind
+from .policyload import PolicyLoadError, load_policies
+from .policystore import PolicyStore
+from .policywatch import PolicyWatcher
 from .settings import FabricSettings, StreamLimits
 from .streams import STREAMS, ensure_streams
 
 __all__ = [
     "STREAMS",
+    "ActionGate",
     "ActionLedger",
     "ActionResult",
     "AuditRecord",
     "Auditor",
+    "BlastRadius",
     "Bus",
     "Clock",
     "CloudEvent",
@@ -27,19 +35,31 @@ __all__ = [
     "CsfabricError",
     "DeadLetter",
     "Delivery",
+    "Duration",
     "EnvelopeError",
     "FabricSettings",
+    "GateDecision",
     "Lease",
     "PermanentError",
+    "PolicyBase",
+    "PolicyDocument",
+    "PolicyLoadError",
+    "PolicyStore",
+    "PolicyWatcher",
     "RealClock",
     "ScaledClock",
+    "Scope",
     "SteppedClock",
     "StreamLimits",
     "TransientError",
     "action_key",
     "ensure_streams",
+    "format_duration",
+    "load_policies",
     "make_event",
     "parse_clock",
+    "parse_duration",
     "parse_event",
+    "register_kind",
     "subject_for",
 ]
