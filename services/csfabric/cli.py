@@ -33,6 +33,7 @@ from csfabric.kernel.logs import redact, register_secret
 from csfabric.kernel.registry import SERVICES_GROUP, available
 from csfabric.kernel.settings import FabricSettings
 from csfabric.policy_cli import pause_command, policy_app, resume_command
+from csfabric.simulator_cli import simulator_app
 
 app = typer.Typer(
     name="csfabric",
@@ -46,6 +47,7 @@ schemas_app = typer.Typer(
 )
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(policy_app, name="policy")
+app.add_typer(simulator_app, name="simulator")
 app.command("pause")(pause_command)
 app.command("resume")(resume_command)
 
@@ -128,6 +130,10 @@ def dev(
     powerdns_dns_port: Annotated[
         int, typer.Option(help="PowerDNS DNS port of --with powerdns.")
     ] = ExtraPorts.powerdns_dns,
+    simulator_port: Annotated[
+        int | None,
+        typer.Option(help="Port of the CloudStack simulator (default 18080)."),
+    ] = None,
 ) -> None:
     """Run nats-server and every service on 127.0.0.1 until Ctrl-C; writes dev.json.
 
@@ -140,7 +146,7 @@ def dev(
         time_scale=time_scale,
         extras=tuple(extra.value for extra in extras or ()),
         demo=not no_demo,
-        ports=ExtraPorts(kafka_port, powerdns_port, powerdns_dns_port),
+        ports=ExtraPorts(kafka_port, powerdns_port, powerdns_dns_port, simulator_port),
     )
     raise typer.Exit(asyncio.run(run_dev(options)))
 

@@ -35,6 +35,7 @@ from csfabric.devstack import (
     Extras,
     MissingDependencyError,
     Supervised,
+    add_simulator,
     apply_demo_policies,
     connect_once,
     ensure_streams_at,
@@ -101,6 +102,7 @@ class DevSupervisor:
         parse_clock(self.clock)  # a bad value fails here, not in every child
         # Before anything starts, so a missing piece leaves nothing behind.
         self.extras = await plan_extras(self.options.extras, state, self.options.ports)
+        await add_simulator(self.extras, state, self.clock, self.options.ports.simulator)
         external = os.environ.get("CSFABRIC_NATS_URL")
         if external:
             self.nats_url = external
@@ -142,7 +144,7 @@ class DevSupervisor:
             "state_dir": str(self.options.state_dir),
             "clock": self.clock,
             "metrics": {child.name: child.metrics_url for child in self.children},
-            # Filled by later issues (simulator, gateway, ingest webhook receiver).
+            # Filled by later issues (gateway, ingest webhook receiver); the simulator's below.
             "cloudstack_endpoint": None,
             "gateway_url": None,
             "webhook_url": None,

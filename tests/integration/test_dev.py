@@ -51,6 +51,8 @@ def _env(state_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CSFABRIC_")}
     env["CSFABRIC_STATE_DIR"] = str(state_dir)
     env["PYTHONPATH"] = str(REPO)
+    # csfabric dev starts the CloudStack simulator; a free port keeps tests independent.
+    env["CSFABRIC_SIMULATOR_PORT"] = str(free_port())
     return env
 
 
@@ -110,7 +112,9 @@ async def test_dev_runs_nats_writes_dev_json_and_stops_cleanly(
     assert ready["nats_url"] == f"nats://127.0.0.1:{port}"
     assert ready["state_dir"] == str(state)
     assert ready["metrics"] == {}  # no service is registered yet
-    assert ready["cloudstack_endpoint"] is None
+    endpoint = str(ready["cloudstack_endpoint"])
+    assert endpoint.startswith("http://127.0.0.1:")
+    assert endpoint.endswith("/client/api")
     assert ready["gateway_url"] is None
     assert ready["webhook_url"] is None
     clock = parse_clock(str(ready["clock"]))

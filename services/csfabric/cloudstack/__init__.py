@@ -1,5 +1,44 @@
-"""CloudStack: the API client (over ``cs``'s AIOCloudStack), native event models, simulator.
+"""CloudStack: the API client, typed API objects, native event models, the simulator.
 
-Empty for now; the client and the simulator arrive in a later issue.  Like ``events``,
-this package may import ``csfabric.kernel`` and nothing else of ours.
+Like ``events``, this package may import ``csfabric.kernel`` and nothing else of ours.
 """
+
+from ._transport import (
+    CloudStackApiError,
+    CloudStackJobTimeout,
+    CloudStackTransientError,
+    EndpointGate,
+)
+from .client import CloudStackClient
+from .models import (
+    CloudStackObject,
+    Event,
+    JobError,
+    JobResult,
+    Project,
+    Snapshot,
+    Tag,
+    VirtualMachine,
+    Volume,
+    Zone,
+)
+from .settings import CloudStackSettings
+
+__all__ = [
+    "CloudStackApiError",
+    "CloudStackClient",
+    "CloudStackJobTimeout",
+    "CloudStackObject",
+    "CloudStackSettings",
+    "CloudStackTransientError",
+    "EndpointGate",
+    "Event",
+    "JobError",
+    "JobResult",
+    "Project",
+    "Snapshot",
+    "Tag",
+    "VirtualMachine",
+    "Volume",
+    "Zone",
+]

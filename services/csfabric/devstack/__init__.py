@@ -24,6 +24,7 @@ from ._extras import (
 )
 from ._nats import connect_once, ensure_streams_at, mask_url
 from ._servers import LocalServer, PowerDnsServer, Supervised, TansuServer
+from ._simulator import DEFAULT_SIMULATOR_PORT, SimulatorServer, add_simulator
 from ._statefile import (
     EXTRA_KEYS,
     READY_KEYS,
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_POWERDNS_DNS_PORT",
     "DEFAULT_POWERDNS_PORT",
     "DEFAULT_RABBITMQ_URL",
+    "DEFAULT_SIMULATOR_PORT",
     "DEMO_POLICIES",
     "EXTRAS",
     "EXTRA_KEYS",
@@ -50,8 +52,10 @@ __all__ = [
     "LocalServer",
     "MissingDependencyError",
     "PowerDnsServer",
+    "SimulatorServer",
     "Supervised",
     "TansuServer",
+    "add_simulator",
     "apply_demo_policies",
     "check_rabbitmq",
     "connect_once",

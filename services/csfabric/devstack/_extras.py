@@ -115,6 +115,7 @@ class ExtraPorts:
     kafka: int = DEFAULT_KAFKA_PORT
     powerdns: int = DEFAULT_POWERDNS_PORT
     powerdns_dns: int = DEFAULT_POWERDNS_DNS_PORT
+    simulator: int | None = None  # None: $CSFABRIC_SIMULATOR_PORT, else 18080
 
 
 @dataclass

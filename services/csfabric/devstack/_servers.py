@@ -55,6 +55,10 @@ class LocalServer:
     def prepare(self) -> None:
         """Create what the server needs on disk before it starts (idempotent)."""
 
+    def environment(self) -> dict[str, str] | None:
+        """The child's environment; None inherits ours."""
+        return None
+
     @property
     def log_path(self) -> Path:
         return self.data_dir / f"{self.name}.log"
@@ -75,7 +79,11 @@ class LocalServer:
         self._close_log()
         self._log = self.log_path.open("ab")
         self._proc = subprocess.Popen(  # noqa: ASYNC220 -- see the class docstring
-            self.command(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.environment(),
         )
         deadline = time.monotonic() + timeout
         while not await self.answers():

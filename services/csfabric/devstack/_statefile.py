@@ -30,8 +30,17 @@ READY_KEYS = (
     "rabbitmq_url",
     "powerdns_url",
 )
-# What --with may add to dev.json; the children get each as CSFABRIC_<KEY> too.
-EXTRA_KEYS = ("kafka_bootstrap", "rabbitmq_url", "powerdns_url", "powerdns_api_key")
+# What --with and the simulator add to dev.json; the children get each as CSFABRIC_<KEY>.
+EXTRA_KEYS = (
+    "kafka_bootstrap",
+    "rabbitmq_url",
+    "powerdns_url",
+    "powerdns_api_key",
+    "cloudstack_endpoint",
+    "cloudstack_key",
+    "cloudstack_secret",
+    "cloudstack_webhook_secret_file",
+)
 
 
 def write_private_json(path: Path, content: dict[str, Any]) -> None:
