@@ -60,3 +60,28 @@ def test_cloudstack_falls_back_to_the_usual_variables(
 def test_cluster_urls_split(state: Path) -> None:
     settings = FabricSettings(nats_url="nats://a:1, nats://b:2,")
     assert settings.nats_servers() == ["nats://a:1", "nats://b:2"]
+
+
+def test_cloudstack_settings_read_their_prefixed_dev_json_keys(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from csfabric.cloudstack.settings import CloudStackSettings
+
+    for name in ("ENDPOINT", "SECRET"):
+        monkeypatch.delenv(f"CLOUDSTACK_{name}", raising=False)
+        monkeypatch.delenv(f"CSFABRIC_CLOUDSTACK_{name}", raising=False)
+    (state / "dev.json").write_text(
+        json.dumps(
+            {
+                "cloudstack_endpoint": "http://127.0.0.1:18080/client/api",
+                "cloudstack_secret": "dev-secret",
+                "endpoint": "http://wrong.example/client/api",
+            }
+        )
+    )
+    settings = CloudStackSettings()
+    assert settings.endpoint == "http://127.0.0.1:18080/client/api"
+    assert settings.secret is not None
+    assert settings.secret.get_secret_value() == "dev-secret"
+    monkeypatch.setenv("CLOUDSTACK_ENDPOINT", "http://127.0.0.1:8080/client/api")
+    assert CloudStackSettings().endpoint == "http://127.0.0.1:8080/client/api"

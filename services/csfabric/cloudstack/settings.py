@@ -7,13 +7,12 @@ variables that ``cs`` and CloudMonkey read, so one shell works for both, and to 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from csfabric.kernel.settings import CsfabricSettings, read_dev_file
+from csfabric.kernel.settings import CsfabricSettings
 
 _PREFIX = "CSFABRIC_CLOUDSTACK_"
 
@@ -24,29 +23,12 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(f"{_PREFIX}{name.upper()}", f"CLOUDSTACK_{name.upper()}")
 
 
-class _DevFileConnection(PydanticBaseSettingsSource):
-    """``dev.json`` names the connection ``cloudstack_endpoint|key|secret``."""
-
-    def __init__(self, settings_cls: type[BaseSettings]) -> None:
-        super().__init__(settings_cls)
-        data = read_dev_file()
-        self._data = {
-            name: data[f"cloudstack_{name}"]
-            for name in ("endpoint", "key", "secret")
-            if data.get(f"cloudstack_{name}") is not None
-        }
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
-
-
 class CloudStackSettings(CsfabricSettings):
     """How to reach CloudStack, and how hard to lean on it."""
 
     model_config = SettingsConfigDict(env_prefix=_PREFIX, extra="ignore", populate_by_name=True)
+    # dev.json names the connection cloudstack_endpoint|key|secret.
+    dev_file_prefix: ClassVar[str] = "cloudstack_"
 
     endpoint: str = Field(
         "http://127.0.0.1:8080/client/api",
@@ -69,17 +51,6 @@ class CloudStackSettings(CsfabricSettings):
     max_concurrency: int = Field(8, ge=1, description="requests in flight per endpoint")
     page_size: int = Field(500, ge=1, description="pagesize of list commands")
     signature_ttl: float = Field(600.0, gt=0, description="seconds a v3 signature is valid")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _DevFileConnection(settings_cls), file_secret_settings)
 
 
 __all__ = ["CloudStackSettings"]

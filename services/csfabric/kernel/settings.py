@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic.fields import FieldInfo
@@ -44,17 +44,23 @@ def read_dev_file(state_dir: Path | None = None) -> dict[str, Any]:
 
 
 class _DevFileSource(PydanticBaseSettingsSource):
-    """Reads the field values ``csfabric dev`` published in ``dev.json``."""
+    """Reads the field values ``csfabric dev`` published in ``dev.json``.
+
+    A settings class whose fields ``dev.json`` names with a prefix (``cloudstack_endpoint``
+    for ``CloudStackSettings.endpoint``) says so in its ``dev_file_prefix``.
+    """
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False
 
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
         super().__init__(settings_cls)
+        prefix: str = getattr(settings_cls, "dev_file_prefix", "")
+        data = read_dev_file()
         self._data = {
-            key: value
-            for key, value in read_dev_file().items()
-            if key in settings_cls.model_fields and value is not None
+            name: data[prefix + name]
+            for name in settings_cls.model_fields
+            if data.get(prefix + name) is not None
         }
 
     def __call__(self) -> dict[str, Any]:
@@ -65,6 +71,7 @@ class CsfabricSettings(BaseSettings):
     """Base for every settings class: adds the ``dev.json`` layer below the environment."""
 
     model_config = SettingsConfigDict(env_prefix="CSFABRIC_", extra="ignore", populate_by_name=True)
+    dev_file_prefix: ClassVar[str] = ""
 
     @classmethod
     def settings_customise_sources(
