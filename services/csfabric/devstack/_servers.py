@@ -1,8 +1,7 @@
 """The server children of ``csfabric dev --with …``: tansu (Kafka protocol) and PowerDNS.
 
-Both run on 127.0.0.1 and are supervised like the nats-server.  A plain Popen for the
-reasons given in :mod:`csfabric.kernel.natsserver`: output goes only to a log file, and
-stopping does not depend on the event loop that started the process.
+Both run on 127.0.0.1 and are supervised like the nats-server; process handling is the
+kernel's :class:`~csfabric.kernel.process.ManagedProcess`.
 """
 
 from __future__ import annotations
@@ -10,15 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import sqlite3
 import struct
-import subprocess
-import time
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 from csfabric.kernel.natsserver import HOST
+from csfabric.kernel.process import ManagedProcess
 
 
 class Supervised(Protocol):
@@ -33,83 +30,14 @@ class Supervised(Protocol):
     async def start(self) -> None: ...
 
 
-class LocalServer:
-    """A server child: spawned, probed until it answers, stopped with SIGTERM then SIGKILL.
-
-    Output goes to ``<data_dir>/<name>.log``.
-    """
+class LocalServer(ManagedProcess):
+    """A server child of ``csfabric dev``; ``name`` names its log and its errors."""
 
     name = "server"
 
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def command(self) -> list[str]:
-        raise NotImplementedError
-
-    async def answers(self) -> bool:
-        raise NotImplementedError
-
-    def prepare(self) -> None:
-        """Create what the server needs on disk before it starts (idempotent)."""
-
-    def environment(self) -> dict[str, str] | None:
-        """The child's environment; None inherits ours."""
-        return None
-
     @property
-    def log_path(self) -> Path:
-        return self.data_dir / f"{self.name}.log"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.running and self._proc is not None else None
-
-    async def start(self, timeout: float = 20.0) -> None:  # noqa: ASYNC109
-        if self.running:
-            return
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.prepare()
-        self._close_log()
-        self._log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(  # noqa: ASYNC220 -- see the class docstring
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=self.environment(),
-        )
-        deadline = time.monotonic() + timeout
-        while not await self.answers():
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                code = self._proc.poll()
-                await self.stop()
-                state = f"exited with {code}" if code is not None else f"silent after {timeout}s"
-                raise RuntimeError(f"{self.name} {state}; see {self.log_path}")
-            await asyncio.sleep(0.1)
-
-    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        self._close_log()
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+    def label(self) -> str:  # type: ignore[override]
+        return self.name
 
 
 class TansuServer(LocalServer):
