@@ -1,4 +1,4 @@
-"""The simulator's admin endpoint: ``/admin/faults``, to change faults while it runs.
+"""The simulator's admin endpoints: ``/admin/faults`` (faults at run time), ``/admin/alerts``.
 
 ``GET`` lists the faults in force (and how many errors each injected), ``POST`` sets one
 (a fault object) or several (``{"faults": [...]}`` or a list), ``DELETE`` clears them all
@@ -6,6 +6,10 @@ or, with ``?command=X``, one.  Every call needs ``X-Admin-Key: <admin secret key
 root admin account's secret, the one credential that already lets a caller do anything
 to this cloud — compared in constant time; anything else gets 401.  The key is never
 logged, echoed or put in an error.
+
+``POST /admin/alerts`` raises a CloudStack alert — above all ``ALERT.COMPUTE.HOST``, the only
+host-down signal CloudStack gives, which the simulator (having no hosts) cannot cause itself.
+The alert goes to the feeds like every other event; like CloudStack it is no listEvents row.
 """
 
 from __future__ import annotations
@@ -18,19 +22,28 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from csfabric.cloudstack import native
 from csfabric.kernel.errors import ConfigError
 
+from .emit import Emitter
 from .faults import FaultPlan
+from .state import Zone
+from .world import World
 
 log = logging.getLogger("csfabric.simulator.admin")
 ADMIN_HEADER = "X-Admin-Key"
 FAULTS_PATH = "/admin/faults"
+ALERTS_PATH = "/admin/alerts"
+HOST_DOWN = "ALERT.COMPUTE.HOST"
+ALERT_FIELDS = frozenset({"event", "zone", "pod", "host", "subject", "body"})
 
 
 class Administered(Protocol):
-    """What the admin endpoint needs of the simulator."""
+    """What the admin endpoints need of the simulator."""
 
     faults: FaultPlan | None
+    world: World
+    emitter: Emitter
 
 
 def register_admin(
@@ -87,7 +100,77 @@ def register_admin(
     app.router.add_get(FAULTS_PATH, get_faults)
     app.router.add_post(FAULTS_PATH, post_faults)
     app.router.add_delete(FAULTS_PATH, delete_faults)
+
+    async def post_alert(request: web.Request) -> web.Response:
+        if not authorised(request):
+            return refuse()
+        try:
+            spec = json.loads(await request.read() or b"{}")
+            event = build_alert(simulator.world, simulator.emitter, spec)
+        except (ValueError, ConfigError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        # Emitter.publish, not Emitter.action: alerts are not listEvents rows in CloudStack.
+        await simulator.emitter.publish(event)
+        log.info(
+            "alert raised", extra={"alert": event.event_type, "subject": event.body["subject"]}
+        )
+        key = event.routing_key()
+        return web.json_response({"event_id": event.event_id, "routing_key": key, **event.body})
+
+    app.router.add_post(ALERTS_PATH, post_alert)
     return plan
 
 
-__all__ = ["ADMIN_HEADER", "FAULTS_PATH", "Administered", "register_admin"]
+def _zone(world: World, ref: str | None) -> Zone:
+    if not ref:
+        return next(iter(world.zones.values()))  # the first (primary) zone
+    found = world.zones.get(ref) or next((z for z in world.zones.values() if z.name == ref), None)
+    if found is None:
+        raise ConfigError(f"no zone named or with id {ref!r}")
+    return found
+
+
+def _pod(world: World, zone: Zone) -> tuple[str, str]:
+    """(uuid, name) of the zone's pod; derived from the zone when the world models none."""
+    pods: dict[str, Any] = getattr(world, "pods", None) or {}
+    for pod in pods.values():
+        if getattr(pod, "zoneid", None) == zone.id:
+            return str(pod.id), str(pod.name)
+    return world.stable_id(f"pod/{zone.id}"), f"{zone.name}-pod-1"
+
+
+def build_alert(world: World, emitter: Emitter, spec: object) -> native.NativeEvent:
+    """The AlertEvent for a ``POST /admin/alerts`` body (all fields optional strings).
+
+    Default wording is CloudStack's own (AgentManagerImpl / HighAvailabilityManagerImpl):
+    subject ``Host is down, name: H (id:N), availability zone: Z, pod: P``, body
+    ``Host [name: H (id:N), availability zone: Z, pod: P] is down.``
+    """
+    if not isinstance(spec, dict):
+        raise ConfigError("want a JSON object")
+    if unknown := set(spec) - ALERT_FIELDS:
+        raise ConfigError(f"unknown fields {sorted(unknown)}; known: {sorted(ALERT_FIELDS)}")
+    if not all(isinstance(v, str) for v in spec.values()):
+        raise ConfigError("every field must be a string")
+    fields: dict[str, str] = spec
+    event = fields.get("event") or HOST_DOWN
+    if not event.startswith("ALERT."):
+        raise ConfigError(f"{event!r} is not a CloudStack alert type (ALERT.*)")
+    zone = _zone(world, fields.get("zone"))
+    pod_uuid, pod_name = _pod(world, zone)
+    desc = f"name: {fields.get('host') or 'host-1'} (id:1), availability zone: {zone.name}"
+    desc += f", pod: {pod_name}"
+    return native.alert_event(
+        event,
+        zone_uuid=zone.id,
+        pod_uuid=fields.get("pod") or pod_uuid,
+        subject=fields.get("subject") or f"Host is down, {desc}",
+        body=fields.get("body", f"Host [{desc}] is down."),
+        when=emitter.now(),
+        tz=emitter.tz,
+        event_id=world.new_id("alert"),
+    )
+
+
+__all__ = ["ADMIN_HEADER", "ALERTS_PATH", "FAULTS_PATH", "Administered", "build_alert"]
+__all__ += ["register_admin"]

@@ -37,6 +37,10 @@ def render_zone(zone: Zone) -> Json:
         "routerprivateinterfacemaxmtu": 1500,
         "routerpublicinterfacemaxmtu": 1500,
         "allowuserspecifyvrmtu": False,
+        # Primitive booleans of ZoneResponse (4.20+): Gson always writes them.
+        "nsxenabled": False,
+        "multiarch": False,
+        "routedmodeenabled": False,
     }
 
 
@@ -56,7 +60,7 @@ async def query_async_job_result(call: Call) -> Json:
     job = call.world.jobs.get(jobid)
     if job is None:
         raise not_found("async job", jobid)
-    return render_job(job)
+    return render_job(job, call.world)
 
 
 def _render_event(call: Call, ev: EventRecord) -> Json:
@@ -71,9 +75,12 @@ def _render_event(call: Call, ev: EventRecord) -> Json:
         "description": ev.description,
     }
     out |= call.world.owner_of(ev.account_id)
-    out |= {"created": cs_date(ev.created), "state": ev.state}
     if ev.resourceid:
         out |= {"resourceid": ev.resourceid, "resourcetype": ev.resourcetype}
+    out |= {"created": cs_date(ev.created), "state": ev.state}
+    if ev.parentid:  # the chain's first event (EventVO.startId)
+        out["parentid"] = ev.parentid
+    out["archived"] = False
     return out
 
 

@@ -46,17 +46,22 @@ def render_project(call: Call, proj: Project) -> Json:
         "displaytext": proj.displaytext,
         "domainid": dom.id,
         "domain": dom.name,
-        "domainpath": dom.path,
         "owner": [{"account": proj.owner}],
-        "created": cs_date(proj.created),
+        "projectaccountname": call.world.accounts[proj.account_id].name,
+        "state": proj.state,
+        "tags": call.tags(proj.id),
     }
     for rtype, prefix in _PREFIX.items():
         limit = call.world.limits.get((proj.id, rtype), -1)
         used = _usage(call, proj.account_id, rtype)
         out[f"{prefix}limit"] = "Unlimited" if limit < 0 else str(limit)
-        out[f"{prefix}total"] = used
+        # ProjectResponse: totals are Long, except secondarystoragetotal, a Java float.
+        out[f"{prefix}total"] = float(used) if rtype == 11 else used
         out[f"{prefix}available"] = "Unlimited" if limit < 0 else str(max(limit - used, 0))
-    out |= {"state": proj.state, "tags": call.tags(proj.id)}
+    vms = [v for v in call.world.vms.values() if v.account_id == proj.account_id]
+    out["vmstopped"] = sum(1 for v in vms if v.state == "Stopped")
+    out["vmrunning"] = sum(1 for v in vms if v.state == "Running")
+    out["created"] = cs_date(proj.created)
     return out
 
 

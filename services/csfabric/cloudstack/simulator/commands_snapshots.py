@@ -181,17 +181,23 @@ async def create_snapshot_policy(call: Call) -> Json:
         entity="SnapshotPolicy",
         entity_uuid=policy.id,
     )
-    zones = [{"id": z, "name": call.world.zones[z].name} for z in zone_ids if z in call.world.zones]
-    return {
-        "snapshotpolicy": {
-            "id": policy.id,
-            "volumeid": vol.id,
-            "schedule": policy.schedule,
-            "intervaltype": policy.intervaltype,
-            "maxsnaps": policy.maxsnaps,
-            "timezone": policy.timezone,
-            "fordisplay": True,
-            "tags": [],
-            "zone": zones,
-        }
+    # ApiResponseHelper.createSnapshotPolicyResponse: bare ZoneResponses (id, name, tags
+    # nulled) — plus ZoneResponse's primitive booleans, which Gson always writes.
+    bare = {"nsxenabled": False, "multiarch": False, "routedmodeenabled": False}
+    zones = [
+        {"id": z, "name": call.world.zones[z].name} | bare
+        for z in zone_ids
+        if z in call.world.zones
+    ]
+    body: Json = {
+        "id": policy.id,
+        "volumeid": vol.id,
+        "schedule": policy.schedule,
+        "intervaltype": policy.intervaltype,  # Java short → JSON number
+        "maxsnaps": policy.maxsnaps,
+        "timezone": policy.timezone,
     }
+    if call.account.accounttype == 1:  # fordisplay is @Param(authorized = Admin)
+        body["fordisplay"] = True
+    body |= {"tags": [], "zone": zones, "storage": []}
+    return {"snapshotpolicy": body}

@@ -33,11 +33,14 @@ def render_volume(call: Call, vol: Volume) -> Json:
         "destroyed": False,
         "isextractable": vol.type != "ROOT",
         "tags": call.tags(vol.id),
-        "displayvolume": True,
+        # Primitive booleans of VolumeResponse: Gson always writes them.
         "quiescevm": False,
         "supportsstoragesnapshot": False,
+        "deleteprotection": False,
         "hasannotations": False,
     }
+    if call.account.accounttype == 1:  # @Param(authorized = Admin): root admins only
+        out["displayvolume"] = True
     if vol.snapshotid:
         out["snapshotid"] = vol.snapshotid
     return out

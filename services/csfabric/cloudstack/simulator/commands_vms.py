@@ -41,9 +41,11 @@ def render_vm(call: Call, vm: VirtualMachine) -> Json:
         "ostypeid": w.template_id,
         "tags": call.tags(vm.id),
         "affinitygroup": [],
-        "displayvm": True,
+        "deleteprotection": False,  # primitive boolean (4.20+), always written
         "hasannotations": False,
     }
+    if call.account.accounttype == 1:  # @Param(authorized = Admin): root admins only
+        out["displayvm"] = True
     return out
 
 

@@ -58,7 +58,10 @@ class Emitter:
         entity_uuid: str | None = None,
         related: dict[str, str] | None = None,
         level: str = "INFO",
+        parent: str | None = None,
     ) -> NativeEvent:
+        """Store the event row (``parent`` = the chain's first event id, CloudStack's
+        ``startId``) and publish it."""
         when = self.now()
         event_id = self.world.new_id("event")
         acct = self.world.accounts[account_id]
@@ -74,6 +77,7 @@ class Emitter:
                 level=level,
                 resourcetype=entity,
                 resourceid=entity_uuid,
+                parentid=parent,
             )
         )
         native_event = native.action_event(

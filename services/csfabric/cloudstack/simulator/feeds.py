@@ -1,13 +1,12 @@
 """The simulator's event feeds: CloudStack's AMQP, Kafka and webhook publishers.
 
-Checked against apache/cloudstack's event-bus plugins: ``RabbitMQEventBus`` (one durable
-topic exchange, no queues, ``MessageProperties.PERSISTENT_TEXT_PLAIN``: text/plain,
-delivery mode 2, priority 0, no headers/message id); ``KafkaEventBus.publish``
-(``new ProducerRecord(topic, event.getResourceUUID(), event.getDescription())``);
-``WebhookDeliveryThread`` (headers X-CS-Event-ID/X-CS-Event/User-Agent CS-Hookshot/<account>,
-X-CS-Signature = base64 HMAC-SHA256, 3 tries back to back, 10 s timeouts, only 200 counts).
-CloudStack ignores bus failures; likewise a slow or broken feed must never stall the
-simulator's API, so :class:`Fanout` gives each sink its own bounded queue and worker.
+Checked against apache/cloudstack's event-bus plugins: ``RabbitMQEventBus`` (one durable topic
+exchange, no queues, ``MessageProperties.PERSISTENT_TEXT_PLAIN``: text/plain, delivery mode 2,
+priority 0, no headers/message id); ``KafkaEventBus.publish`` (``new ProducerRecord(topic,
+event.getResourceUUID(), event.getDescription())``); ``WebhookDeliveryThread`` (X-CS-Event-ID,
+X-CS-Event, User-Agent CS-Hookshot/<account>, X-CS-Signature = base64 HMAC-SHA256; 3 tries, 10 s
+timeouts, only 200 counts).  CloudStack ignores bus failures; a slow or broken feed must never stall
+the simulator's API either, so :class:`Fanout` gives each sink a bounded queue and a worker.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import hmac
 import logging
 import uuid
 from bisect import insort
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -244,7 +244,7 @@ class WebhookSink:
     ) -> None:
         self.url, self.secret, self.attempts, self.timeout = url, secret, attempts, timeout
         self._session, self._own_session = session, session is None
-        self.deliveries: list[WebhookDelivery] = []
+        self.deliveries: deque[WebhookDelivery] = deque(maxlen=1000)  # bounded: long runs
 
     async def emit(self, event: NativeEvent) -> None:
         if event.category == "ActionEvent":
@@ -277,7 +277,8 @@ class WebhookSink:
                     return WebhookDelivery(event_id, event_type, True, attempt, status, response)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 status, response = None, f"Failed due to : {exc!r}"
-            log.warning("webhook %s attempt %d failed: %s", event_type, attempt, status)
+        cause = f"HTTP {status}" if status else response  # once per event, not per attempt
+        log.warning("webhook %s %s failed %d times: %s", event_type, event_id, self.attempts, cause)
         return WebhookDelivery(event_id, event_type, False, self.attempts, status, response)
 
     async def test_delivery(self, account_uuid: str) -> WebhookDelivery:
