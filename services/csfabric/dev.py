@@ -144,7 +144,7 @@ class DevSupervisor:
             "state_dir": str(self.options.state_dir),
             "clock": self.clock,
             "metrics": {child.name: child.metrics_url for child in self.children},
-            # Filled by later issues (gateway, ingest webhook receiver); the simulator's below.
+            # The gateway arrives with its issue; the simulator and webhook entries below.
             "cloudstack_endpoint": None,
             "gateway_url": None,
             "webhook_url": None,

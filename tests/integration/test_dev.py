@@ -53,6 +53,10 @@ def _env(state_dir: Path) -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO)
     # csfabric dev starts the CloudStack simulator; a free port keeps tests independent.
     env["CSFABRIC_SIMULATOR_PORT"] = str(free_port())
+    # ...and so does ingest's webhook receiver, which the simulator delivers to.
+    webhook_port = free_port()
+    env["CSFABRIC_INGEST_WEBHOOK_PORT"] = str(webhook_port)
+    env["CSFABRIC_SIMULATOR_WEBHOOK_URL"] = f"http://127.0.0.1:{webhook_port}/webhook"
     return env
 
 
@@ -111,12 +115,12 @@ async def test_dev_runs_nats_writes_dev_json_and_stops_cleanly(
 
     assert ready["nats_url"] == f"nats://127.0.0.1:{port}"
     assert ready["state_dir"] == str(state)
-    assert ready["metrics"] == {}  # no service is registered yet
+    assert "ingest" in ready["metrics"]  # every registered service runs
     endpoint = str(ready["cloudstack_endpoint"])
     assert endpoint.startswith("http://127.0.0.1:")
     assert endpoint.endswith("/client/api")
     assert ready["gateway_url"] is None
-    assert ready["webhook_url"] is None
+    assert str(ready["webhook_url"]).endswith("/webhook")
     clock = parse_clock(str(ready["clock"]))
     assert isinstance(clock, ScaledClock)
     assert clock.factor == 60

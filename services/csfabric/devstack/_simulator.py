@@ -146,6 +146,9 @@ async def add_simulator(extras: Extras, state_dir: Path, clock: str, port: int |
         state_dir, port, clock, seed=seed, webhook_url=webhook or None, feeds=extras.endpoints
     )
     simulator.publish = extras.endpoints
+    if webhook:
+        # Where the simulator delivers: ingest's receiver, which dev.json names for users.
+        extras.endpoints["webhook_url"] = webhook
     extras.servers.append(simulator)
 
 

@@ -40,6 +40,7 @@ EXTRA_KEYS = (
     "cloudstack_key",
     "cloudstack_secret",
     "cloudstack_webhook_secret_file",
+    "webhook_url",
 )
 
 

@@ -1,0 +1,261 @@
+"""The pieces of :mod:`csfabric.cloudstack.parse`: body decoding, category rules, identity.
+
+Every check here rejects something no CloudStack release sends (see
+/work/shared/reference/cloudstack.md and :mod:`csfabric.cloudstack.native`), and every
+rejection is an :class:`EnvelopeError` whose reason names the defect, because the reason
+is all an operator sees on the dead-letter subject.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from csfabric.kernel.errors import EnvelopeError
+
+from .native import ACTION_STATUSES
+
+Family = Literal["action", "usage", "alert", "state"]
+
+# Routing-key category word → family.  AsyncJobEvent is real CloudStack traffic (job status
+# changes) but no contract family, so it gets its own reason instead of "unknown".
+ROUTING_CATEGORIES: dict[str, Family] = {
+    "ActionEvent": "action",
+    "UsageEvent": "usage",
+    "AlertEvent": "alert",
+    "ResourceStateEvent": "state",
+}
+_UNSUPPORTED_CATEGORIES = {"AsyncJobEvent"}
+STATE_STATUSES = ("preStateTransitionEvent", "postStateTransitionEvent")
+# Kafka and webhook bodies do not carry the FSM event name (only the AMQP routing key does);
+# this token stands in for it.  No CloudStack FSM event is called "Transition", so a
+# subscriber can tell "name unknown" from a real event, and `<Type>.>` still gets both.
+UNKNOWN_FSM_EVENT = "Transition"
+TEST_WEBHOOK_BODY = {"CloudStack": "works!"}
+
+# UUIDv5 namespace of CloudStack event identities; changing it re-identifies every event.
+IDENTITY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:csfabric:cloudstack-event")
+_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S %z"
+# One NATS subject token each: dots separate tokens, so only the event name may hold them.
+_EVENT_NAME = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
+# Java class names (older entity style): lowercase package words, then the type name.
+_JAVA_CLASS = re.compile(r"^(?:[a-z_][a-z0-9_]*[.\-])+([A-Z][A-Za-z0-9_$]*)$")
+_FAILED_PATTERNS = re.compile(r"^Error while|\bfailed\b|\bfailure\b", re.IGNORECASE)
+
+
+def decode_body(raw: bytes, *, max_bytes: int) -> dict[str, str]:
+    """Bytes → the flat string map CloudStack's Gson writes, or the reason it is not one."""
+    if len(raw) > max_bytes:
+        raise EnvelopeError(f"body is {len(raw)} bytes, over the {max_bytes}-byte limit")
+    if not raw.strip():
+        raise EnvelopeError("body is empty")
+    try:
+        text = raw.decode("utf-8-sig")  # some relays prepend a BOM; CloudStack never does
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError(f"body is not UTF-8 (byte {exc.start})") from None
+    try:
+        body: Any = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as exc:
+        raise EnvelopeError(f"body repeats the key {exc.key!r}") from None
+    except (ValueError, RecursionError) as exc:
+        raise EnvelopeError(f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise EnvelopeError(f"body must be a JSON object, got {type(body).__name__}")
+    for key, value in body.items():
+        if not isinstance(value, str):  # Gson maps of String: ids and sizes are strings too
+            kind = "null" if value is None else type(value).__name__
+            raise EnvelopeError(f"value of {key!r} must be a string, got {kind}")
+    return body
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A Java map cannot hold a key twice; silently keeping the last would hide tampering.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def infer_family(body: Mapping[str, str]) -> Family:
+    """Category of a body without a routing key (Kafka, polling): by its keys."""
+    if "old-state" in body or "new-state" in body:
+        return "state"
+    if "dataCenterId" in body or body.get("event", "").startswith("ALERT."):
+        return "alert"
+    if "status" in body:
+        return "action"
+    if "resource" in body and "id" in body:
+        return "usage"
+    raise EnvelopeError(
+        "cannot tell the category: no old-state/new-state, dataCenterId, status or resource+id"
+    )
+
+
+def routing_family(category: str) -> Family:
+    if category in ROUTING_CATEGORIES:
+        return ROUTING_CATEGORIES[category]
+    if category in _UNSUPPORTED_CATEGORIES:
+        raise EnvelopeError(f"routing-key category {category!r} is not ingested (no family)")
+    raise EnvelopeError(f"unknown routing-key category {category!r}")
+
+
+def simple_type(name: str) -> str:
+    """``com.cloud.vm.VirtualMachine`` (or ``com-cloud-vm-VirtualMachine``) → ``VirtualMachine``."""
+    match = _JAVA_CLASS.match(name)
+    return match.group(1) if match else name
+
+
+def parse_datetime(text: str) -> datetime:
+    """``yyyy-MM-dd HH:mm:ss Z`` in any zone offset → a tz-aware datetime."""
+    try:
+        return datetime.strptime(text, _DATETIME_FORMAT)
+    except ValueError:
+        raise EnvelopeError(
+            f"eventDateTime {text!r} is not 'yyyy-MM-dd HH:mm:ss Z' (2024-11-28 09:15:00 +0100)"
+        ) from None
+
+
+def require(body: Mapping[str, str], family: Family, *keys: str) -> None:
+    for key in keys:
+        if not body.get(key):
+            raise EnvelopeError(f"{family} event without {key!r}")
+
+
+def check_event_name(name: str) -> str:
+    if not _EVENT_NAME.match(name):
+        raise EnvelopeError(f"event name {name!r} is not dotted words (letters, digits, _ -)")
+    return name
+
+
+def check_token(what: str, value: str) -> str:
+    if not _TOKEN.match(value):
+        raise EnvelopeError(f"{what} {value!r} is not one word (letters, digits, _ -)")
+    return value
+
+
+def validate(family: Family, body: Mapping[str, str]) -> datetime:
+    """Per-family required keys and values; returns the parsed eventDateTime."""
+    require(body, family, "eventDateTime")
+    when = parse_datetime(body["eventDateTime"])
+    if family == "state":
+        require(body, family, "resource", "id", "old-state", "new-state")
+        check_token("resource type", simple_type(body["resource"]))
+        status = body.get("status")
+        if status is not None and status not in STATE_STATUSES:
+            raise EnvelopeError(f"state event status {status!r} is not one of {STATE_STATUSES}")
+        return when
+    require(body, family, "event")
+    check_event_name(body["event"])
+    if family == "action":
+        require(body, family, "status")
+        if body["status"] not in ACTION_STATUSES:
+            raise EnvelopeError(
+                f"action event status {body['status']!r} is not one of {ACTION_STATUSES}"
+            )
+    elif family == "usage":
+        require(body, family, "resource", "id")
+    return when
+
+
+def is_failed(body: Mapping[str, str]) -> bool:
+    """A failed action is still ``Completed``; only the description tells."""
+    if body.get("status") != "Completed":
+        return False
+    return bool(_FAILED_PATTERNS.search(body.get("description", "")))
+
+
+def typed_fields(family: Family, body: Mapping[str, str], when: datetime) -> dict[str, Any]:
+    """The ``data`` fields next to ``native``: names as in the body, types made explicit."""
+    out: dict[str, Any] = {"category": family}
+    if family != "state":
+        out["event"] = body["event"]
+    out["eventDateTime"] = when.isoformat()  # RFC 3339 with CloudStack's own offset
+    if family == "action":
+        out |= _pick(body, "status", "description", "user", "account", "entityuuid", "project")
+        if "entity" in body:
+            out["entity"] = simple_type(body["entity"])
+        out["failed"] = is_failed(body)
+    elif family == "usage":
+        out |= _pick(body, "zone", "id", "account")
+        out["resource"] = simple_type(body["resource"])
+    elif family == "alert":
+        out |= _pick(body, "dataCenterId", "podId", "subject", "body")
+    else:
+        out |= _pick(body, "id", "old-state", "new-state", "status")
+        out["resource"] = simple_type(body["resource"])
+    return out
+
+
+def _pick(body: Mapping[str, str], *keys: str) -> dict[str, str]:
+    return {k: body[k] for k in keys if k in body}
+
+
+def subject_of(family: Family, body: Mapping[str, str]) -> str | None:
+    """DESIGN's subject table: action entityuuid, usage/state id, alert dataCenterId."""
+    key = {"action": "entityuuid", "usage": "id", "alert": "dataCenterId", "state": "id"}[family]
+    return body.get(key) or None
+
+
+_NORMALISED_CLASS_KEYS = ("entity", "resource")
+
+
+def event_identity(category: str, body: Mapping[str, str]) -> str:
+    """UUIDv5 over the family and the normalised body; the same event on any feed → one id.
+
+    Normalised: a BOM on the first key dropped, keys sorted, ``eventDateTime`` as its UTC
+    instant (so a zone change between feeds does not split it), ``entity``/``resource`` Java
+    class names as the simple type name (4.18 changed the style).  Nothing else changes,
+    so VM pre/post state messages (which differ in ``status``) keep distinct ids while
+    byte-identical volume/snapshot copies share one.
+    """
+    family = ROUTING_CATEGORIES.get(category, category)
+    norm: dict[str, str] = {}
+    for key, value in body.items():
+        norm[key.lstrip("\ufeff")] = value
+    for key in _NORMALISED_CLASS_KEYS:
+        if key in norm:
+            norm[key] = simple_type(norm[key])
+    if "eventDateTime" in norm:
+        try:
+            instant = datetime.strptime(norm["eventDateTime"], _DATETIME_FORMAT)
+        except ValueError:
+            pass  # unparseable bodies never reach the bus; keep the text for a stable id
+        else:
+            norm["eventDateTime"] = instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    canonical = json.dumps(norm, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return str(uuid.uuid5(IDENTITY_NAMESPACE, f"{family}\n{canonical}"))
+
+
+__all__ = [
+    "IDENTITY_NAMESPACE",
+    "ROUTING_CATEGORIES",
+    "STATE_STATUSES",
+    "TEST_WEBHOOK_BODY",
+    "UNKNOWN_FSM_EVENT",
+    "Family",
+    "check_event_name",
+    "check_token",
+    "decode_body",
+    "event_identity",
+    "infer_family",
+    "is_failed",
+    "parse_datetime",
+    "routing_family",
+    "simple_type",
+    "subject_of",
+    "typed_fields",
+    "validate",
+]

@@ -1,0 +1,158 @@
+"""Ingest's pure rules: webhook checks, poll windows, watermarks and seen-set keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from csfabric.cloudstack.simulator.feeds import webhook_signature as simulator_signature
+from csfabric.ingest.logic import (
+    WEBHOOK_STATUS,
+    action_fingerprint,
+    api_date,
+    check_request,
+    check_signature,
+    dlq_msg_id,
+    native_fingerprint,
+    next_watermark,
+    parse_watermark,
+    poll_end,
+    poll_start,
+    reject_audit_key,
+    row_fingerprint,
+    row_time,
+    rows_to_process,
+    seen_key,
+    webhook_signature,
+)
+
+NOW = datetime(2024, 11, 28, 12, 0, 0, tzinfo=UTC)
+SECRET = b"s3cret"
+BODY = b'{"event":"VM.CREATE","status":"Completed"}'
+
+
+def test_only_post_and_declared_sizes_within_the_limit_pass() -> None:
+    assert check_request("POST", 10, 100) is None
+    assert check_request("POST", None, 100) is None  # chunked: the read enforces the limit
+    assert check_request("POST", 100, 100) is None
+    too_big = check_request("POST", 101, 100)
+    assert too_big is not None
+    assert too_big.status == 413
+    for method in ("GET", "PUT", "DELETE", "HEAD"):
+        refused = check_request(method, 0, 100)
+        assert refused is not None
+        assert refused.status == 405
+
+
+def test_signature_matches_cloudstacks_and_the_simulators() -> None:
+    signature = webhook_signature(SECRET, BODY)
+    assert signature == simulator_signature(SECRET.decode(), BODY)
+    assert check_signature(SECRET, BODY, signature) is None
+    assert check_signature(None, BODY, None) is None  # no secret configured: not checked
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [None, "", "bm9wZQ==", webhook_signature(b"other", BODY), webhook_signature(SECRET, b"x")],
+)
+def test_missing_or_forged_signature_is_401_without_quoting_it(signature: str | None) -> None:
+    refused = check_signature(SECRET, BODY, signature)
+    assert refused is not None
+    assert refused.status == 401
+    assert SECRET.decode() not in refused.reason
+    if signature:
+        assert signature not in refused.reason
+
+
+def test_every_outcome_is_answered_200() -> None:
+    assert set(WEBHOOK_STATUS.values()) == {200}
+    assert set(WEBHOOK_STATUS) == {"stored", "duplicate", "test", "dead-lettered"}
+
+
+def test_audit_and_dlq_keys_are_stable_and_distinct() -> None:
+    assert reject_audit_key("1.2.3.4", BODY) == reject_audit_key("1.2.3.4", BODY)
+    assert reject_audit_key("1.2.3.4", BODY) != reject_audit_key("5.6.7.8", BODY)
+    assert dlq_msg_id(BODY) == dlq_msg_id(BODY)
+    assert dlq_msg_id(BODY).startswith("dlq:ingest:")
+    assert dlq_msg_id(BODY) != dlq_msg_id(BODY + b" ")
+
+
+def test_first_poll_starts_at_the_horizon_then_just_before_the_watermark() -> None:
+    assert poll_start(NOW, None, horizon=3600, overlap=5) == NOW - timedelta(hours=1)
+    mark = NOW - timedelta(minutes=2)
+    assert poll_start(NOW, mark, horizon=3600, overlap=5) == mark - timedelta(seconds=5)
+    # A watermark older than the horizon: the seen-set no longer covers it, start there.
+    old = NOW - timedelta(days=3)
+    assert poll_start(NOW, old, horizon=3600, overlap=5) == NOW - timedelta(hours=1)
+    assert poll_end(NOW, 30) == NOW - timedelta(seconds=30)
+
+
+def test_api_date_is_utc_in_listevents_format() -> None:
+    plus_one = timezone(timedelta(hours=1))
+    assert api_date(datetime(2024, 11, 28, 10, 15, 7, tzinfo=plus_one)) == "2024-11-28 09:15:07"
+
+
+def test_rows_are_timed_filtered_and_oldest_first() -> None:
+    rows = [
+        {"id": "c", "created": "2024-11-28T12:00:00+0000"},
+        {"id": "a", "created": "2024-11-28T11:00:00+0100"},  # 10:00 UTC
+        {"id": "b", "created": "2024-11-28T10:30:00+0000"},
+        {"id": "", "created": "2024-11-28T10:30:00+0000"},
+        {"id": "x", "created": "yesterday"},
+        {"id": "y"},
+    ]
+    picked = rows_to_process(rows, NOW - timedelta(seconds=1))
+    assert [row["id"] for _, row in picked] == ["a", "b"]
+    assert picked[0][0] == datetime(2024, 11, 28, 10, 0, tzinfo=UTC)
+    assert row_time({"created": "2024-11-28 09:15:00 +0100"}) == datetime(
+        2024, 11, 28, 8, 15, tzinfo=UTC
+    )
+
+
+def test_watermark_never_moves_back_and_survives_damage() -> None:
+    assert next_watermark(None, None) is None
+    assert next_watermark(None, NOW) == NOW
+    assert next_watermark(NOW, NOW - timedelta(seconds=3)) == NOW
+    assert next_watermark(NOW, NOW + timedelta(seconds=3)) == NOW + timedelta(seconds=3)
+    assert parse_watermark(NOW.isoformat().encode()) == NOW
+    assert parse_watermark(b"2024-11-28T12:00:00") == NOW  # naive: read as UTC
+    assert parse_watermark(b"garbage") is None
+    assert parse_watermark(b"\xff") is None
+    assert parse_watermark(None) is None
+
+
+def test_a_row_and_its_native_body_share_a_fingerprint() -> None:
+    vm = "5b7a7c1e-8f0b-4a43-a2f4-0c5bd3d0e5a1"
+    row = {
+        "id": "0d1f",
+        "type": "VM.CREATE",
+        "state": "Completed",
+        "description": "Successfully completed deploying Vm",
+        "created": "2024-11-28T10:15:00+0100",
+        "resourceid": vm,
+    }
+    native = {
+        "event": "VM.CREATE",
+        "status": "Completed",
+        "description": "Successfully completed deploying Vm",
+        "entityuuid": vm,
+        "eventDateTime": "2024-11-28 09:15:00 +0000",
+    }
+    when = datetime(2024, 11, 28, 9, 15, tzinfo=UTC)
+    assert row_fingerprint(row) == native_fingerprint(native, when)
+    other_status = native | {"status": "Started"}
+    assert native_fingerprint(other_status, when) != row_fingerprint(row)
+    assert native_fingerprint({"resource": "x", "id": "y"}, when) is None  # not an action
+    assert native_fingerprint(native, None) is None
+    assert row_fingerprint({"type": "VM.CREATE"}) is None
+    fp = action_fingerprint("E", "Completed", None, when, "d")
+    assert fp.startswith("fp.")
+    assert seen_key(fp) is None
+
+
+def test_seen_keys_are_uuids_only() -> None:
+    assert (
+        seen_key("0d1f3f5e-1b7c-4f0e-9d55-2f0a7e4b9c11") == "0d1f3f5e-1b7c-4f0e-9d55-2f0a7e4b9c11"
+    )
+    for bad in ("", "a b", "a.b", "a*", "ü"):
+        assert seen_key(bad) is None
