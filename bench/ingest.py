@@ -95,14 +95,16 @@ class Progress:
 def native_events(tag: str, n: int) -> list[NativeEvent]:
     """N distinct VM.CREATE/Completed events, as CloudStack 4.20 publishes them."""
     base = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-    who = {"user": str(uuid.uuid4()), "account": str(uuid.uuid4()), "entity": "VirtualMachine"}
+    user, account = str(uuid.uuid4()), str(uuid.uuid4())
     text = "Successfully completed deploying Vm. Vm Id: "
     return [
         action_event(
             "VM.CREATE",
             "Completed",
             f"{text}{tag}-{i}",
-            **who,
+            user=user,
+            account=account,
+            entity="VirtualMachine",
             entity_uuid=str(uuid.uuid4()),
             when=base + timedelta(seconds=i),
             tz=ZONE,
