@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 from dataclasses import dataclass
@@ -136,14 +137,32 @@ def keys(
         typer.Option(help="Which simulator (default: dev.json's, or the only one known)."),
     ] = None,
     state_dir: Annotated[Path | None, typer.Option(help="Its state directory.")] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(help="Print `export CLOUDSTACK_*=…` for this user, for `eval`."),
+    ] = None,
 ) -> None:
     """Print the API keys of the simulator's users: {"admin": {"apikey", "secretkey"}, …}."""
     directory = (state_dir or default_state_dir()).expanduser()
     try:
-        found = read_keys(directory, endpoint)
+        url, found = read_keys(directory, endpoint)
     except ConfigError as exc:
         typer.echo(f"csfabric simulator keys: {exc}", err=True)
         raise typer.Exit(1) from None
+    if env is not None:
+        if env not in found:
+            typer.echo(
+                f"csfabric simulator keys: no user {env!r}; one of {sorted(found)}", err=True
+            )
+            raise typer.Exit(1)
+        # The form `cs` and CloudMonkey read; for `eval "$(csfabric simulator keys --env admin)"`.
+        pair = found[env]
+        typer.echo(
+            f"export CLOUDSTACK_ENDPOINT={shlex.quote(url)} "
+            f"CLOUDSTACK_KEY={shlex.quote(pair['apikey'])} "
+            f"CLOUDSTACK_SECRET={shlex.quote(pair['secretkey'])}"
+        )
+        return
     if as_json:
         typer.echo(json.dumps(found, indent=2, sort_keys=True))
         return
@@ -156,8 +175,10 @@ def _normal(url: str) -> str:
     return url if url.endswith("/client/api") else f"{url}/client/api"
 
 
-def read_keys(state_dir: Path, endpoint: str | None = None) -> dict[str, dict[str, str]]:
-    """The keys the simulator at ``endpoint`` wrote to ``<state_dir>/simulator-keys.json``.
+def read_keys(
+    state_dir: Path, endpoint: str | None = None
+) -> tuple[str, dict[str, dict[str, str]]]:
+    """The endpoint and keys the simulator wrote to ``<state_dir>/simulator-keys.json``.
 
     The file maps each endpoint a simulator served from this state dir to its keys, so
     several simulators (other ports, other seeds) can share one directory.
@@ -170,10 +191,11 @@ def read_keys(state_dir: Path, endpoint: str | None = None) -> dict[str, dict[st
                           "with this --state-dir?") from None  # fmt: skip
     wanted = endpoint or read_dev_file(state_dir).get("cloudstack_endpoint")
     if wanted is None and len(by_endpoint) == 1:
-        return next(iter(by_endpoint.values()))
+        url, found = next(iter(by_endpoint.items()))
+        return _normal(url), found
     known = {_normal(url): found for url, found in by_endpoint.items()}
     if wanted is not None and _normal(wanted) in known:
-        return known[_normal(wanted)]
+        return _normal(wanted), known[_normal(wanted)]
     raise ConfigError(
         f"{'no keys for ' + wanted if wanted else 'several simulators'} in {path}; "
         f"pass --endpoint, one of: {', '.join(sorted(known)) or 'none'}"

@@ -215,3 +215,24 @@ def test_doctor_checks_configured_endpoints_and_masks_them(
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_simulator_keys_env_prints_exports_for_eval(clean_env: Path) -> None:
+    state = clean_env / "sim"
+    state.mkdir()
+    keys = {"admin": {"apikey": "AK-1", "secretkey": "SK/1+="}}
+    (state / "simulator-keys.json").write_text(
+        json.dumps({"http://127.0.0.1:18080/client/api": keys})
+    )
+    keys_cmd = ["simulator", "keys", "--state-dir", str(state), "--env"]
+    result = runner.invoke(app, [*keys_cmd, "admin"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (
+        "export CLOUDSTACK_ENDPOINT=http://127.0.0.1:18080/client/api "
+        "CLOUDSTACK_KEY=AK-1 CLOUDSTACK_SECRET=SK/1+="
+    )
+    missing = runner.invoke(
+        app, ["simulator", "keys", "--env", "nobody", "--state-dir", str(state)]
+    )
+    assert missing.exit_code == 1
+    assert "one of: admin" in missing.output
