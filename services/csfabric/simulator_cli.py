@@ -151,9 +151,8 @@ def keys(
         raise typer.Exit(1) from None
     if env is not None:
         if env not in found:
-            typer.echo(
-                f"csfabric simulator keys: no user {env!r}; one of {sorted(found)}", err=True
-            )
+            known = ", ".join(sorted(found))
+            typer.echo(f"csfabric simulator keys: no user {env!r}; one of: {known}", err=True)
             raise typer.Exit(1)
         # The form `cs` and CloudMonkey read; for `eval "$(csfabric simulator keys --env admin)"`.
         pair = found[env]
