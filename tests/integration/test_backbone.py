@@ -13,7 +13,7 @@ from csfabric.kernel.bus import Bus
 from csfabric.kernel.clock import SteppedClock
 from csfabric.kernel.consumer import Consumer, ConsumerOptions, Delivery
 from csfabric.kernel.envelope import CloudEvent, make_event
-from csfabric.kernel.errors import TransientError
+from csfabric.kernel.errors import PermanentError, TransientError
 from csfabric.kernel.idempotency import ActionLedger, action_key
 from csfabric.kernel.natsserver import NatsServerProcess
 from csfabric.kernel.ops import Metrics
@@ -155,3 +155,12 @@ async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None: 
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def test_a_message_over_max_payload_is_a_permanent_error(bus: Bus) -> None:
+    too_big = b"x" * bus.nc.max_payload
+    with pytest.raises(PermanentError, match="NATS accepts at most"):
+        await bus.publish("csfabric.lifecycle.big", too_big, msg_id="big-1")
+    # The connection is still fine for the next message.
+    ack = await bus.publish("csfabric.lifecycle.small", b"{}", msg_id="small-1")
+    assert ack.seq >= 1

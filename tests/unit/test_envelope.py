@@ -122,3 +122,8 @@ def test_subjects_follow_the_contract() -> None:
 def test_make_event_validates_like_parse() -> None:
     with pytest.raises(EnvelopeError, match="id"):
         make_event(type="a.b", source="s", id="")
+
+
+def test_deeply_nested_json_is_refused_not_a_crash() -> None:
+    with pytest.raises(EnvelopeError, match="nested too deeply"):
+        parse_event(b"[" * 100_000 + b"]" * 100_000)

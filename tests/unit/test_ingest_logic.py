@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from csfabric.cloudstack.simulator.feeds import webhook_signature as simulator_signature
@@ -156,3 +157,16 @@ def test_seen_keys_are_uuids_only() -> None:
     )
     for bad in ("", "a b", "a.b", "a*", "ü"):
         assert seen_key(bad) is None
+
+
+def test_an_empty_webhook_secret_file_is_an_error_not_unsigned(tmp_path: Path) -> None:
+    from csfabric.ingest.settings import IngestSettings
+    from csfabric.kernel.errors import ConfigError
+
+    secret = tmp_path / "secret"
+    secret.write_text("  \n")
+    settings = IngestSettings(webhook_secret_file=secret)
+    with pytest.raises(ConfigError, match="is empty"):
+        settings.webhook_secret()
+    secret.write_text("s3cret\n")
+    assert settings.webhook_secret() == b"s3cret"

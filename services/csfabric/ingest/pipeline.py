@@ -22,7 +22,8 @@ from nats.js.kv import KeyValue
 from csfabric.cloudstack.parse import NativeMessage, parse_list_events_row, parse_native
 from csfabric.kernel.dlq import DeadLetter, dlq_subject
 from csfabric.kernel.envelope import CloudEvent
-from csfabric.kernel.errors import EnvelopeError
+from csfabric.kernel.errors import EnvelopeError, PermanentError
+from csfabric.kernel.logs import redact
 from csfabric.kernel.runtime import ServiceContext
 
 from .logic import Outcome, dlq_msg_id, native_fingerprint, row_fingerprint, seen_key
@@ -77,7 +78,11 @@ class Pipeline:
         if event is None:
             return "test"  # CloudStack's "does this webhook work?" ping
         keys = self._pushed_keys(event, msg)
-        return await self._publish(event, keys, msg.transport)
+        try:
+            return await self._publish(event, keys, msg.transport)
+        except PermanentError as error:  # e.g. over NATS's max_payload: retrying cannot help
+            await self._dead_letter(msg.body, error, _where(msg))
+            return "dead-lettered"
 
     async def ingest_row(self, row: Mapping[str, Any]) -> Outcome:
         """One ``listEvents`` row; skipped when its uuid or fingerprint is in the seen-set."""
@@ -89,7 +94,11 @@ class Pipeline:
             await self._dead_letter(raw, error, "poll:listEvents")
             return "dead-lettered"
         keys = [k for k in (seen_key(str(row.get("id", ""))), row_fingerprint(row)) if k]
-        return await self._publish(event, keys, "poll")
+        try:
+            return await self._publish(event, keys, "poll")
+        except PermanentError as error:
+            await self._dead_letter(raw, error, "poll:listEvents")
+            return "dead-lettered"
 
     async def _publish(self, event: CloudEvent, keys: list[str], how: str) -> Outcome:
         if self.seen is not None and keys and await self.seen.any(keys):
@@ -114,10 +123,15 @@ class Pipeline:
             keys.append(fp)
         return keys
 
-    async def _dead_letter(self, body: bytes, error: EnvelopeError, where: str) -> None:
+    async def _dead_letter(self, body: bytes, error: PermanentError, where: str) -> None:
+        reason = redact(str(error) or type(error).__name__)
+        room = self.ctx.bus.nc.max_payload - 16384  # headers included
+        if len(body) > room:
+            reason = f"{reason} (dead letter keeps the first {room} of {len(body)} bytes)"
+            body = body[:room]
         letter = DeadLetter(
             service=self.ctx.name,
-            reason=error.reason,
+            reason=reason,
             error=type(error).__name__,
             subject=where,
             deliveries=1,
@@ -127,7 +141,7 @@ class Pipeline:
         subject = dlq_subject(self.ctx.name)
         await self.ctx.bus.publish(subject, body, msg_id=dlq_msg_id(body), headers=letter.headers())
         self.ctx.metrics.dead_letter(type(error).__name__)
-        log.warning("dead-lettered a %s message: %s", where, error.reason)
+        log.warning("dead-lettered a %s message: %s", where, reason)
 
 
 def _where(msg: NativeMessage) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from csfabric.kernel.errors import ConfigError
 from csfabric.kernel.settings import CsfabricSettings
 
 _PREFIX = "CSFABRIC_INGEST_"
@@ -78,7 +79,11 @@ class IngestSettings(CsfabricSettings):
         """The secret's bytes (surrounding whitespace dropped), or None when not configured."""
         if self.webhook_secret_file is None:
             return None
-        return self.webhook_secret_file.read_bytes().strip() or None
+        secret = self.webhook_secret_file.read_bytes().strip()
+        if not secret:
+            # An empty file would silently turn signature checks off.
+            raise ConfigError(f"webhook secret file {self.webhook_secret_file} is empty")
+        return secret
 
 
 __all__ = ["IngestSettings"]

@@ -16,6 +16,7 @@ import logging
 from aiohttp import web
 
 from csfabric.cloudstack.parse import NativeMessage
+from csfabric.kernel.logs import register_secret
 from csfabric.kernel.runtime import ServiceContext
 
 from .logic import (
@@ -42,6 +43,8 @@ class WebhookReceiver:
     def __init__(self, ctx: ServiceContext, pipeline: Pipeline, settings: IngestSettings) -> None:
         self.ctx, self.pipeline, self.settings = ctx, pipeline, settings
         self.secret = settings.webhook_secret()
+        if self.secret is not None:
+            register_secret(self.secret.decode(errors="replace"))
         self.max_bytes = settings.webhook_max_bytes
         self._runner: web.AppRunner | None = None
         self.port = settings.webhook_port

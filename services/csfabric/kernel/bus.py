@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanKind
 
 from .clock import Clock, RealClock
 from .envelope import CloudEvent, subject_for
-from .errors import TransientError
+from .errors import PermanentError, TransientError
 from .ops import Metrics
 from .settings import FabricSettings, StreamLimits
 from .streams import ensure_streams
@@ -41,6 +41,8 @@ from .tracing import extract_context, get_tracer, inject_headers
 log = logging.getLogger(__name__)
 
 MSG_ID = "Nats-Msg-Id"
+# Room left in max_payload for the headers of a message.
+_HEADER_ROOM = 8192
 _RETRYABLE = (
     NatsTimeoutError,
     TimeoutError,
@@ -181,16 +183,18 @@ class Bus:
         if msg_id is not None:
             headers[MSG_ID] = msg_id
 
-        async def once() -> PubAck:
-            # publish_async shares one reply subscription for all publishes (js.publish
-            # makes a request per call); its future has no timeout of its own, so bound it.
-            future = await self.js.publish_async(
-                subject, payload, headers=headers or None, wait_stall=self.publish_timeout
+        # Over NATS's max_payload no retry can help: say so instead of failing forever.
+        # (js.publish, not publish_async: the latter keeps a pending slot for good when the
+        # send itself raises, e.g. during a long reconnect, until publishing stalls.)
+        limit = self.nc.max_payload - _HEADER_ROOM
+        if len(payload) > limit:
+            raise PermanentError(
+                f"message for {subject} is {len(payload)} bytes; NATS accepts at most {limit}"
             )
-            async with asyncio.timeout(self.publish_timeout):
-                return await future
-
-        ack = await self.retry(once, what=f"publish {subject}")
+        ack: PubAck = await self.retry(
+            lambda: self.js.publish(subject, payload, headers=headers or None),
+            what=f"publish {subject}",
+        )
         if self.metrics is not None:
             self.metrics.event_out(subject)
         return ack

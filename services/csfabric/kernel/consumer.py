@@ -192,6 +192,8 @@ class Consumer(Generic[T]):
                 event = parse_event(msg.data, max_bytes=self.options.max_event_bytes)
         except EnvelopeError as exc:
             event = exc
+        except Exception as exc:  # a decoder bug must dead-letter, not end the fetch loop
+            event = EnvelopeError(f"undecodable message ({type(exc).__name__}: {exc})")
         key = event.subject or event.id if isinstance(event, CloudEvent) else None
         previous = self._tails.get(key) if key else None
         task = asyncio.create_task(self._handle(msg, event, previous))

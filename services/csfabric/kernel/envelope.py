@@ -124,7 +124,7 @@ def parse_event(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Clou
         # The fast path for the usual, valid event; any failure is re-parsed below,
         # step by step, to name the defect precisely.
         event = CloudEvent.model_validate_json(data)
-    except ValidationError:
+    except (ValidationError, RecursionError):
         pass
     else:
         if "specversion" in event.model_fields_set:  # the model defaults it; input must not
@@ -137,6 +137,8 @@ def parse_event(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Clou
         raise EnvelopeError(f"event is not UTF-8 (byte {exc.start})") from None
     try:
         body = json.loads(text)
+    except RecursionError:
+        raise EnvelopeError("event is nested too deeply to be JSON we accept") from None
     except ValueError as exc:
         raise EnvelopeError(f"event is not JSON: {exc}") from None
     if not isinstance(body, dict):

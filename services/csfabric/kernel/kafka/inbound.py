@@ -18,6 +18,7 @@ from ..bus import Bus
 from ..dlq import DeadLetter, dlq_subject
 from ..envelope import DEFAULT_MAX_BYTES, CloudEvent, parse_event, subject_for
 from ..errors import EnvelopeError, PermanentError
+from ..logs import redact
 from ..tracing import extract_context, get_tracer
 from ._settings import (
     _HEADER_ROOM,
@@ -104,7 +105,7 @@ class KafkaToNats:
             except KafkaError as exc:
                 # aiokafka reconnects by itself; fetching again is all there is to do.
                 log.warning("kafka fetch failed (%s), retrying", exc)
-                await self.bus.clock.sleep(self.retry_pause)
+                await asyncio.sleep(self.retry_pause)  # a broker's return: wall time
                 continue
             if not batch:
                 continue
@@ -122,7 +123,7 @@ class KafkaToNats:
                     log.warning("kafka commit failed (%s); records will be read again", exc)
             if any(failed for _, failed in outcomes):
                 failures += 1
-                await self.bus.clock.sleep(min(30.0, self.retry_pause * 2 ** (failures - 1)))
+                await asyncio.sleep(min(30.0, self.retry_pause * 2 ** (failures - 1)))
             else:
                 failures = 0
 
@@ -174,7 +175,7 @@ class KafkaToNats:
         self.duplicates += bool(ack.duplicate)
 
     async def _dead_letter(self, record: Any, raw: bytes, error: BaseException) -> None:
-        reason = str(error) or type(error).__name__
+        reason = redact(str(error) or type(error).__name__)
         limit = max(0, self.bus.nc.max_payload - _HEADER_ROOM)
         if len(raw) > limit:
             # NATS cannot carry it whole; a cut copy still shows what arrived.
