@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiokafka.errors import (
     InvalidTopicError,
     MessageSizeTooLargeError,
@@ -64,7 +62,3 @@ class KafkaBridgeSettings(CsfabricSettings):
 def record_key(event: CloudEvent) -> bytes:
     """The resource uuid (CloudEvent ``subject``) when there is one, else the NATS subject."""
     return (event.subject or subject_for(event)).encode()
-
-
-def _where(record: Any) -> str:
-    return f"{record.topic}/{record.partition}@{record.offset}"

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import (
-    KafkaError,
-)
 from nats.errors import MaxPayloadError
 from opentelemetry.trace import SpanKind
 
@@ -24,8 +20,8 @@ from ._settings import (
     _HEADER_ROOM,
     _TRACE_HEADERS,
     KafkaBridgeSettings,
-    _where,
 )
+from .group import CommitAfterHandling, where
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +47,7 @@ class KafkaToNats:
         self.stop_grace = stop_grace
         self._tracer = get_tracer("csfabric.kafka")
         self._consumer: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self._running = False
+        self._group: CommitAfterHandling | None = None
         self.bridged = 0
         self.duplicates = 0
         self.dead_lettered = 0
@@ -69,78 +64,31 @@ class KafkaToNats:
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
         )
-        await consumer.start()
         self._consumer = consumer
-        self._running = True
-        self._task = asyncio.create_task(self._loop(), name=f"kafka-in:{s.group_id}")
+        self._group = CommitAfterHandling(
+            consumer,
+            self._bridge,
+            name=f"kafka-in:{s.group_id}",
+            max_records=s.max_records,
+            retry_pause=self.retry_pause,
+            stop_grace=self.stop_grace,
+        )
+        await self._group.start()
 
     async def stop(self) -> None:
         """Finish the batch in hand (commit included), then leave the group."""
-        self._running = False
-        if self._task is not None:
-            # A fetch returns within 0.5 s; a retry pause may not, and cutting it (or a
-            # batch) short is safe: nothing uncommitted is lost, only read again.
-            await asyncio.wait({self._task}, timeout=self.stop_grace)
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._consumer is not None:
-            await self._consumer.stop()
+        if self._group is not None:
+            await self._group.stop()
+            self._group = None
             self._consumer = None
 
     async def run(self) -> None:
         await self.start()
-        assert self._task is not None
+        assert self._group is not None
         try:
-            await asyncio.shield(self._task)
+            await self._group.wait()
         finally:
             await self.stop()
-
-    async def _loop(self) -> None:
-        consumer, failures = self._consumer, 0
-        while self._running:
-            try:
-                batch = await consumer.getmany(
-                    timeout_ms=500, max_records=self.settings.max_records
-                )
-            except KafkaError as exc:
-                # aiokafka reconnects by itself; fetching again is all there is to do.
-                log.warning("kafka fetch failed (%s), retrying", exc)
-                await asyncio.sleep(self.retry_pause)  # a broker's return: wall time
-                continue
-            if not batch:
-                continue
-            outcomes = await asyncio.gather(
-                *(self._partition(tp, records) for tp, records in batch.items())
-            )
-            done = zip(batch, outcomes, strict=True)
-            offsets = {tp: offset for tp, (offset, _) in done if offset is not None}
-            if offsets:
-                try:
-                    await consumer.commit(offsets)
-                except KafkaError as exc:
-                    # A rebalance took the partitions: their next owner reads the records
-                    # again, and Nats-Msg-Id makes that harmless.
-                    log.warning("kafka commit failed (%s); records will be read again", exc)
-            if any(failed for _, failed in outcomes):
-                failures += 1
-                await asyncio.sleep(min(30.0, self.retry_pause * 2 ** (failures - 1)))
-            else:
-                failures = 0
-
-    async def _partition(self, tp: Any, records: list[Any]) -> tuple[int | None, bool]:
-        """Bridge in order; returns (offset to commit or None, whether a record failed)."""
-        done: int | None = None
-        for record in records:
-            try:
-                await self._bridge(record)
-            except Exception as exc:
-                # NATS is away (TransientError after the bus's retries) or worse: read this
-                # record again on the next fetch, and keep what succeeded before it.
-                log.warning("bridging %s failed (%s), will retry", _where(record), exc)
-                self._consumer.seek(tp, record.offset)
-                return done, True
-            done = record.offset + 1
-        return done, False
 
     async def _bridge(self, record: Any) -> None:
         raw: bytes = record.value or b""
@@ -160,7 +108,7 @@ class KafkaToNats:
             f"{record.topic} process", context=extract_context(carrier), kind=SpanKind.CONSUMER
         ) as span:
             span.set_attribute("messaging.system", "kafka")
-            span.set_attribute("messaging.source", _where(record))
+            span.set_attribute("messaging.source", where(record))
             try:
                 if isinstance(event, EnvelopeError):
                     raise event
@@ -185,7 +133,7 @@ class KafkaToNats:
             service=self.bus.service,
             reason=reason,
             error=type(error).__name__,
-            subject=f"kafka:{_where(record)}",
+            subject=f"kafka:{where(record)}",
             deliveries=1,
             stream=None,
             stream_seq=None,
@@ -199,4 +147,4 @@ class KafkaToNats:
         if self.bus.metrics is not None:
             self.bus.metrics.dead_letter(letter.error)
         self.dead_lettered += 1
-        log.warning("dead-lettered kafka record %s: %s", _where(record), letter.reason)
+        log.warning("dead-lettered kafka record %s: %s", where(record), letter.reason)
