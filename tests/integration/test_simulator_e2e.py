@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +26,6 @@ import aio_pika
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from csfabric.cloudstack import CloudStackClient, CloudStackSettings
 from csfabric.cloudstack.native import NativeEvent, action_event
@@ -36,6 +35,7 @@ from csfabric.cloudstack.simulator.server import Simulator
 from csfabric.cloudstack.simulator.world import World
 from csfabric.kernel.clock import RealClock
 
+from tests.integration._webhook import Hook
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -53,35 +53,6 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, within: float =
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)  # poll interval
-
-
-@dataclass
-class Hook:
-    """An in-test webhook receiver (always 200)."""
-
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    status: int = 200
-    url: str = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append((dict(request.headers), await request.read()))
-        return web.Response(status=self.status, text="ok")
-
-
-@pytest_asyncio.fixture
-async def hook() -> AsyncIterator[Hook]:
-    receiver = Hook()
-    app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    receiver.url = f"http://127.0.0.1:{port}/hook"
-    try:
-        yield receiver
-    finally:
-        await runner.cleanup()
 
 
 @dataclass

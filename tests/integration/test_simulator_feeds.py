@@ -14,7 +14,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,7 +22,6 @@ import aio_pika
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from csfabric.cloudstack.native import (
     NativeEvent,
@@ -42,6 +40,7 @@ from csfabric.cloudstack.simulator.feeds import (
     send_test_delivery,
 )
 
+from tests.integration._webhook import Hook
 from tests.servers import free_port
 
 TZ = ZoneInfo("Europe/London")
@@ -126,22 +125,6 @@ EXPECTED_KEYS = [
 ]
 
 
-@dataclass
-class Hook:
-    """An in-test webhook receiver that answers with scripted statuses (then 200)."""
-
-    statuses: list[int] = field(default_factory=list)
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    delay: float = 0.0
-    url: str = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append((dict(request.headers), await request.read()))
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        return web.Response(status=self.statuses.pop(0) if self.statuses else 200, text="ok")
-
-
 @pytest_asyncio.fixture
 async def closing() -> AsyncIterator[list[Fanout]]:
     """Fanouts to close even when an assertion fails first."""
@@ -149,22 +132,6 @@ async def closing() -> AsyncIterator[list[Fanout]]:
     yield fanouts
     for fanout in fanouts:
         await fanout.close(0.1)
-
-
-@pytest_asyncio.fixture
-async def hook() -> AsyncIterator[Hook]:
-    receiver = Hook()
-    app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    receiver.url = f"http://127.0.0.1:{port}/hook"
-    try:
-        yield receiver
-    finally:
-        await runner.cleanup()
 
 
 @pytest_asyncio.fixture
