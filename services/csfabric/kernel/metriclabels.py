@@ -15,6 +15,7 @@ an event outside them is still counted, under ``type="other"``.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from itertools import product
 
 __all__ = [
@@ -123,8 +124,15 @@ def subject_labels(subject: str) -> tuple[str, str, str]:
     ``csfabric.cloudstack.action.VM.CREATE`` → ``("cloudstack", "action", "VM.CREATE")``;
     an unknown event name → its type is ``other``; ``kafka:<topic>`` → ``("kafka", "", "")``
     (the bridge's topics are in its settings, and the ``service`` label tells bridges apart);
-    a subject outside the contracts → ``("other", "", "")``.
+    a subject outside the contracts → ``("other", "", "")``.  Called for every message, so
+    short subjects' answers are cached (at most 1024 of at most 200 characters each).
     """
+    if len(subject) > _CACHED_LENGTH:
+        return _labels(subject)
+    return _cached_labels(subject)
+
+
+def _labels(subject: str) -> tuple[str, str, str]:
     if subject in FEED_FAMILIES:
         return subject, NONE, NONE
     if subject.startswith("kafka:"):
@@ -150,6 +158,11 @@ def subject_labels(subject: str) -> tuple[str, str, str]:
     if category == "alert":
         return family, category, name if name in ALERT_TYPES else OTHER
     return family, OTHER, OTHER
+
+
+_CACHED = 1024
+_CACHED_LENGTH = 200
+_cached_labels = lru_cache(maxsize=_CACHED)(_labels)
 
 
 def _label_sets() -> frozenset[tuple[str, str, str]]:
