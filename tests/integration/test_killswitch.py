@@ -64,7 +64,7 @@ class BusyService:
 
     async def _run(self) -> None:
         while True:
-            decision = self.gate.check(TEST_KIND, "busy", {"env": "prod"})
+            decision = await self.gate.check(TEST_KIND, "busy", {"env": "prod"})
             now = time.monotonic()
             if decision.allowed:
                 self.acted.append(now)

@@ -203,7 +203,7 @@ class ActingService:
 
     async def _run(self) -> None:
         while True:
-            if self.gate.check(TEST_KIND, self.name).allowed:
+            if (await self.gate.check(TEST_KIND, self.name)).allowed:
                 policy = self.watcher.get(TEST_KIND, self.name)
                 assert policy is not None
                 spec = policy.spec()

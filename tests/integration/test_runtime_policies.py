@@ -34,6 +34,12 @@ async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
             await asyncio.sleep(0.01)
 
 
+async def _until_gate(ctx: ServiceContext, outcome: str, within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while (await ctx.gate.check(TEST_KIND, "live")).outcome != outcome:
+            await asyncio.sleep(0.01)
+
+
 async def test_a_running_service_sees_changes_and_the_kill_switch(
     nats_server: NatsServerProcess, tmp_path: Path
 ) -> None:
@@ -51,10 +57,10 @@ async def test_a_running_service_sees_changes_and_the_kill_switch(
     try:
         await _until(lambda: bool(contexts))
         ctx = contexts[0]
-        assert ctx.gate.check(TEST_KIND, "live").outcome == "unknown-policy"
+        assert (await ctx.gate.check(TEST_KIND, "live")).outcome == "unknown-policy"
 
         await store.apply([parse_document(_doc("first"))], "os:tester")
-        await _until(lambda: ctx.gate.check(TEST_KIND, "live").outcome == "act")
+        await _until_gate(ctx, "act")
         await store.apply([parse_document(_doc("second"))], "os:tester")
 
         def action() -> object:
@@ -64,9 +70,9 @@ async def test_a_running_service_sees_changes_and_the_kill_switch(
         await _until(lambda: action() == "second", within=1.0)
 
         await store.pause_all("os:tester")
-        await _until(lambda: ctx.gate.check(TEST_KIND, "live").outcome == "paused", within=1.0)
+        await _until_gate(ctx, "paused", within=1.0)
         await store.resume_all("os:tester")
-        await _until(lambda: ctx.gate.check(TEST_KIND, "live").outcome == "act", within=1.0)
+        await _until_gate(ctx, "act", within=1.0)
     finally:
         stop.set()
         await asyncio.wait_for(service, 15)

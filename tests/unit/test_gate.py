@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+from csfabric.kernel.blast import MemoryBlastWindows
 from csfabric.kernel.bus import Bus
 from csfabric.kernel.clock import SteppedClock
 from csfabric.kernel.gate import ActionGate, GateDecision, PolicyWatcher, decide
@@ -166,39 +167,39 @@ def stored(spec_fields: dict[str, Any], *, paused: bool = False) -> dict[str, An
     }
 
 
-async def test_gate_counts_only_its_own_acts_and_follows_changes() -> None:
+async def test_gate_counts_acts_and_follows_changes() -> None:
     register_test_kinds()
     clock = SteppedClock(NOW)
     watcher = PolicyWatcher(cast(Bus, SimpleNamespace(clock=clock)))
     seen: list[str] = []
     watcher.on_change(lambda key, value: seen.append(key))
-    action_gate = ActionGate(watcher)
+    action_gate = ActionGate(watcher, windows=MemoryBlastWindows())
     key = f"{TEST_KIND}.p"
 
-    assert action_gate.check(TEST_KIND, "p").outcome == "unknown-policy"
+    assert (await action_gate.check(TEST_KIND, "p")).outcome == "unknown-policy"
     watcher._update(entry(key, stored({"blastRadius": {"max": 2, "per": "1m"}}), 1))
-    assert [action_gate.check(TEST_KIND, "p").outcome for _ in range(3)] == [
+    assert [(await action_gate.check(TEST_KIND, "p")).outcome for _ in range(3)] == [
         "act",
         "act",
         "blast-radius",
     ]
     await clock.advance(61)
-    assert action_gate.check(TEST_KIND, "p").outcome == "act"
+    assert (await action_gate.check(TEST_KIND, "p")).outcome == "act"
 
     watcher._update(entry(GLOBAL_PAUSE_KEY, KILL.model_dump(mode="json"), 2))
     assert watcher.global_paused
-    assert action_gate.check(TEST_KIND, "p").outcome == "paused"
+    assert (await action_gate.check(TEST_KIND, "p")).outcome == "paused"
     watcher._update(entry(GLOBAL_PAUSE_KEY, {"not": "a pause"}, 3))
-    assert action_gate.check(TEST_KIND, "p").outcome == "paused", "unreadable = ON"
+    assert (await action_gate.check(TEST_KIND, "p")).outcome == "paused", "unreadable = ON"
     watcher._update(entry(GLOBAL_PAUSE_KEY, LIFTED.model_dump(mode="json"), 4))
-    assert action_gate.check(TEST_KIND, "p").outcome == "act"
+    assert (await action_gate.check(TEST_KIND, "p")).outcome == "act"
 
     watcher._update(entry(key, stored({}, paused=True), 5))
-    assert action_gate.check(TEST_KIND, "p").outcome == "paused"
+    assert (await action_gate.check(TEST_KIND, "p")).outcome == "paused"
     watcher._update(entry(key, stored({"action": 42}), 6))  # does not validate: ignored
-    assert action_gate.check(TEST_KIND, "p").outcome == "unknown-policy"
+    assert (await action_gate.check(TEST_KIND, "p")).outcome == "unknown-policy"
     watcher._update(entry(key, stored({"dryRun": True}), 7))
-    assert action_gate.check(TEST_KIND, "p").outcome == "dry-run"
+    assert (await action_gate.check(TEST_KIND, "p")).outcome == "dry-run"
     watcher._update(entry(key, None, 8))
     assert watcher.get(TEST_KIND, "p") is None
     assert watcher.revision == 8
@@ -206,11 +207,69 @@ async def test_gate_counts_only_its_own_acts_and_follows_changes() -> None:
     assert watcher.changed.is_set()
 
 
-def test_unknown_kind_still_gated_by_its_common_fields() -> None:
+async def test_unknown_kind_still_gated_by_its_common_fields() -> None:
     """A service that reads only some kinds can still gate on any policy's base fields."""
     watcher = PolicyWatcher(cast(Bus, SimpleNamespace(clock=SteppedClock(NOW))))
     value = stored({"dryRun": True, "someKindField": 3})
     value["kind"] = value["document"]["kind"] = "NotRegisteredHere"
     watcher._update(entry("NotRegisteredHere.p", value, 1))
-    decision = ActionGate(watcher).check("NotRegisteredHere", "p")
+    decision = await ActionGate(watcher).check("NotRegisteredHere", "p")
     assert decision.outcome == "dry-run"
+
+
+# ---- the shared blast-radius window: dry runs never touch it, and it fails closed ------
+
+
+class RecordingWindows(MemoryBlastWindows):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    async def admit(self, key: str, per: timedelta, now: datetime, judge: Any) -> Any:
+        self.asked.append(key)
+        return await super().admit(key, per, now, judge)
+
+
+def watcher_with(spec_fields: dict[str, Any], bus: Any = None) -> PolicyWatcher:
+    register_test_kinds()
+    watcher = PolicyWatcher(cast(Bus, bus or SimpleNamespace(clock=SteppedClock(NOW))))
+    watcher._update(entry(f"{TEST_KIND}.p", stored(spec_fields), 1))
+    return watcher
+
+
+@pytest.mark.parametrize(
+    "spec_fields",
+    [
+        pytest.param({"dryRun": True, **BUDGET}, id="dry run"),
+        pytest.param({"paused": True, **BUDGET}, id="paused"),
+        pytest.param({}, id="no blast radius"),
+    ],
+)
+async def test_only_an_action_under_a_blast_radius_uses_the_window(
+    spec_fields: dict[str, Any],
+) -> None:
+    windows = RecordingWindows()
+    action_gate = ActionGate(watcher_with(spec_fields), windows=windows)
+    for _ in range(5):
+        await action_gate.check(TEST_KIND, "p")
+    assert windows.asked == []
+
+
+async def test_without_nats_an_action_under_a_blast_radius_is_refused() -> None:
+    """Fail closed: a budget the gate cannot see is a budget it must not spend."""
+    offline = SimpleNamespace(clock=SteppedClock(NOW), nc=SimpleNamespace(is_connected=False))
+    budgeted = ActionGate(watcher_with(BUDGET, offline))
+    decision = await budgeted.check(TEST_KIND, "p")
+    assert (decision.allowed, decision.outcome) == (False, "blast-radius")
+    assert decision.reason.startswith("blast-radius state unavailable")
+    assert decision.audit_outcome == "skipped"
+    # Without a blast radius nothing remote is needed, so the gate still answers.
+    assert (await ActionGate(watcher_with({}, offline)).check(TEST_KIND, "p")).allowed
+
+
+async def test_a_window_longer_than_the_state_is_kept_is_refused() -> None:
+    online = SimpleNamespace(clock=SteppedClock(NOW), nc=SimpleNamespace(is_connected=True))
+    long_window = {"blastRadius": {"max": 2, "per": "400d"}}
+    decision = await ActionGate(watcher_with(long_window, online)).check(TEST_KIND, "p")
+    assert not decision.allowed
+    assert "longer than the state is kept" in decision.reason

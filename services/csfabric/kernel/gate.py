@@ -1,24 +1,28 @@
 """What a service asks before it acts: may policy P act on this resource now?
 
 :class:`ActionGate` answers from a :class:`~.policywatch.PolicyWatcher`'s live view (no
-network call per action) with a :class:`GateDecision`; all of its branching is the pure
+network call per action, except one compare-and-set on the shared blast-radius window of
+a policy that has one) with a :class:`GateDecision`; all of its branching is the pure
 :func:`decide`, so it is tested without a broker or a clock.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from .audit import Outcome
+from .blast import BlastStateUnavailable, BlastWindows, KvBlastWindows
 from .clock import Clock
 from .durations import format_duration
 from .policies import PolicyBase
 from .policyread import GlobalPause
 from .policywatch import PolicyWatcher
+
+log = logging.getLogger(__name__)
 
 GateOutcome = Literal["act", "dry-run", "paused", "protected", "blast-radius", "unknown-policy"]
 
@@ -83,16 +87,24 @@ def decide(
 class ActionGate:
     """Checks every action of a service against its policies, live.
 
-    Blast-radius counts are per gate (per process): only the lease holder of a service
-    acts, so that is the service's count.  They start afresh when the process starts.
+    Blast-radius windows are shared (:mod:`.blast`): every replica and every restart of
+    every service counts against the same window of a policy, so ``max`` holds for the
+    whole policy.  When that shared state cannot be seen, an action under a blast radius
+    is refused ("blast-radius state unavailable"); actions without one need no network.
     """
 
-    def __init__(self, watcher: PolicyWatcher, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        watcher: PolicyWatcher,
+        clock: Clock | None = None,
+        *,
+        windows: BlastWindows | None = None,
+    ) -> None:
         self.watcher = watcher
         self.clock = clock or watcher.bus.clock
-        self._acted: dict[str, deque[datetime]] = {}
+        self.windows: BlastWindows = windows or KvBlastWindows(watcher.bus)
 
-    def check(
+    async def check(
         self,
         kind: str,
         name: str,
@@ -104,25 +116,31 @@ class ActionGate:
         key = f"{kind}.{name}"
         stored = self.watcher.get(kind, name)
         spec = stored.spec() if stored is not None else None
-        acted = self._acted.setdefault(key, deque())
+        global_pause = self.watcher.global_pause
+
+        def judge(recent: Sequence[datetime]) -> GateDecision:
+            return decide(
+                key=key,
+                spec=spec,
+                operator_paused=stored is not None and stored.paused,
+                global_pause=global_pause,
+                tags=tags or {},
+                recent=recent,
+                now=now,
+            )
+
+        # Every refusal but the budget's needs no window: a dry run never touches it.
+        decision = judge(())
         limit = spec.blast_radius if spec is not None else None
-        if limit is None:
-            acted.clear()  # nothing to count against
-        else:
-            while acted and acted[0] <= now - limit.per:
-                acted.popleft()
-        decision = decide(
-            key=key,
-            spec=spec,
-            operator_paused=stored is not None and stored.paused,
-            global_pause=self.watcher.global_pause,
-            tags=tags or {},
-            recent=acted,
-            now=now,
-        )
-        if decision.allowed and limit is not None:
-            acted.append(now)
-        return decision
+        if not decision.allowed or limit is None:
+            return decision
+        try:
+            return await self.windows.admit(key, limit.per, now, judge)
+        except BlastStateUnavailable as exc:
+            log.warning("gate refuses %s: blast-radius state unavailable (%s)", key, exc)
+            return GateDecision(
+                False, "blast-radius", f"blast-radius state unavailable ({exc}); not acting"
+            )
 
 
 __all__ = [

@@ -20,12 +20,18 @@ from prometheus_client import (
 )
 
 from csfabric.kernel.logs import redact
+from csfabric.kernel.metriclabels import CappedLabel, subject_labels
 
 # Handlers range from sub-millisecond pure logic to multi-second CloudStack calls.
 HANDLER_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+
+# Labels of the per-subject series: bounded (see :mod:`.metriclabels`), never the subject.
+SUBJECT_LABELS = ("service", "family", "category", "type")
+# Distinct error class names kept in ``csfabric_dlq``; more are counted as ``other``.
+DLQ_REASON_CAP = 32
 
 ReadinessResult = bool | tuple[bool, str]
 ReadinessCheck = Callable[[], Awaitable[ReadinessResult]]
@@ -39,10 +45,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._events_in = Counter(
-            "csfabric_events_in", "Events consumed", ["service", "subject"], registry=r
+            "csfabric_events_in", "Events consumed", SUBJECT_LABELS, registry=r
         )
         self._events_out = Counter(
-            "csfabric_events_out", "Events published", ["service", "subject"], registry=r
+            "csfabric_events_out", "Events published", SUBJECT_LABELS, registry=r
         )
         self._decisions = Counter(
             "csfabric_decisions", "Decisions taken", ["service", "outcome"], registry=r
@@ -65,16 +71,18 @@ class Metrics:
         self._handler = Histogram(
             "csfabric_handler_seconds",
             "Handler run time",
-            ["service", "subject"],
+            SUBJECT_LABELS,
             buckets=HANDLER_BUCKETS,
             registry=r,
         )
+        self._dlq_reason = CappedLabel(DLQ_REASON_CAP)
 
     def event_in(self, subject: str) -> None:
-        self._events_in.labels(self.service, subject).inc()
+        """Count a consumed message; ``subject`` (or a feed name) becomes bounded labels."""
+        self._events_in.labels(self.service, *subject_labels(subject)).inc()
 
     def event_out(self, subject: str) -> None:
-        self._events_out.labels(self.service, subject).inc()
+        self._events_out.labels(self.service, *subject_labels(subject)).inc()
 
     def decision(self, outcome: str) -> None:
         self._decisions.labels(self.service, outcome).inc()
@@ -83,14 +91,15 @@ class Metrics:
         self._actions.labels(self.service, outcome).inc()
 
     def dead_letter(self, reason: str) -> None:
-        """``reason`` is an error class name, never a message: labels must stay few."""
-        self._dlq.labels(self.service, reason).inc()
+        """``reason`` is an error class name, never a message; past the first
+        :data:`DLQ_REASON_CAP` distinct ones (or a malformed one) it counts as ``other``."""
+        self._dlq.labels(self.service, self._dlq_reason(reason)).inc()
 
     def set_lag(self, stream: str, consumer: str, value: float) -> None:
         self._lag.labels(self.service, stream, consumer).set(value)
 
     def observe_handler(self, subject: str, seconds: float) -> None:
-        self._handler.labels(self.service, subject).observe(seconds)
+        self._handler.labels(self.service, *subject_labels(subject)).observe(seconds)
 
     def render(self) -> bytes:
         """The registry in Prometheus text exposition format."""
@@ -179,4 +188,13 @@ class OpsServer:
         return bool(result), "" if result else "check returned False"
 
 
-__all__ = ["HANDLER_BUCKETS", "Metrics", "OpsServer", "ReadinessCheck", "ReadinessResult"]
+__all__ = [
+    "DLQ_REASON_CAP",
+    "HANDLER_BUCKETS",
+    "SUBJECT_LABELS",
+    "Metrics",
+    "OpsServer",
+    "ReadinessCheck",
+    "ReadinessResult",
+    "subject_labels",
+]
