@@ -113,8 +113,17 @@ STATE_RESOURCES = frozenset(
         "KubernetesCluster",
     }
 )
+# The lifecycle catalogue other systems publish (the gateway's contracts).
 LIFECYCLE_TYPES = frozenset(
-    f"environment.{verb}" for verb in ("created", "updated", "deleted", "expired")
+    {
+        "environment.created",
+        "environment.extended",
+        "environment.released",
+        "maintenance.scheduled",
+        "maintenance.started",
+        "maintenance.ended",
+        "dr.drill.requested",
+    }
 )
 
 
