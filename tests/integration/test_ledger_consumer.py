@@ -196,3 +196,23 @@ async def test_a_mutating_call_that_timed_out_is_reconciled_not_resent(world: Ri
     assert await stream_count(world.bus, DLQ_STREAM) == 0
     assert handler.results == ["reconciled"], handler.failures
     assert "outcome unknown" in handler.failures[0]
+
+
+async def test_a_job_slower_than_ack_wait_is_neither_repeated_nor_dead_lettered(
+    world: Rig,
+) -> None:
+    # The job takes 1.5 x ack_wait: the server may redeliver the event while the first
+    # handler still polls.  A second handling gets the recorded outcome or finds the
+    # snapshot by its tag; it never takes another.
+    ack_wait = ConsumerOptions().ack_wait
+    world.simulator.jobs.latency = 1.5 * ack_wait
+
+    handler, consumer = await run_one_event(world, "evt-long-job")
+
+    assert len(await snapshots_of(world, "evt-long-job")) == 1
+    assert world.faults.requests["createSnapshot"] == 1
+    assert consumer.dead_lettered == 0, handler.failures
+    assert await stream_count(world.bus, DLQ_STREAM) == 0
+    assert handler.failures == []
+    assert handler.results.count("call") == 1, handler.results
+    assert set(handler.results) <= {"call", "recorded", "reconciled"}
