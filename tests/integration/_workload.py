@@ -108,10 +108,16 @@ class ActingHandler:
     earlier call the way a service finds a CloudStack resource by its ``csfabric:key`` tag.
     So :attr:`executed` holding each id once proves the ledger's at-most-once promise,
     and :attr:`seen` holding every id proves at-least-once delivery.
+
+    With ``flaky_every=N`` the first call of every N-th event fails the way CloudStack's
+    530 does (it proves nothing ran): the ledger must let the next delivery call again
+    within the consumer's retries, or the event is dead-lettered.
     """
 
-    def __init__(self, ledger: ActionLedger) -> None:
+    def __init__(self, ledger: ActionLedger, *, flaky_every: int = 0) -> None:
         self.ledger = ledger
+        self.flaky_every = flaky_every
+        self.injected: set[str] = set()
         self.seen: Counter[str] = Counter()
         self.executed: list[str] = []
         self._executed: set[str] = set()
@@ -124,6 +130,9 @@ class ActingHandler:
         self.most_deliveries = max(self.most_deliveries, delivery.deliveries)
 
         async def call() -> dict[str, Any]:
+            if self._flaky(event) and event.id not in self.injected:
+                self.injected.add(event.id)
+                raise TransientError(f"{event.id}: 530 Internal error (injected)")
             self.executed.append(event.id)
             self._executed.add(event.id)
             return {"done": event.id}
@@ -138,6 +147,10 @@ class ActingHandler:
             raise
         self.sources[result.source] += 1
 
+    def _flaky(self, event: CloudEvent) -> bool:
+        n = event.data.get("n") if isinstance(event.data, dict) else None
+        return bool(self.flaky_every) and isinstance(n, int) and n % self.flaky_every == 0
+
     @property
     def done(self) -> int:
         return len(self._executed)
@@ -147,7 +160,8 @@ class ActingHandler:
         return (
             f"seen {len(self.seen)}/{expected} distinct ({sum(self.seen.values())} deliveries), "
             f"executed {len(self.executed)} ({duplicates} duplicates), "
-            f"ledger sources {dict(self.sources)}, handler failures {dict(self.failures)}, "
+            f"ledger sources {dict(self.sources)}, handler failures {dict(self.failures)} "
+            f"({len(self.injected)} injected), "
             f"most deliveries of one message {self.most_deliveries}"
         )
 

@@ -4,19 +4,22 @@
 file store.  Delivery is at-least-once (every event reaches the handler, some twice: acks
 lost in the crash come back as redeliveries); the external action behind each event runs
 exactly once (the idempotency ledger answers redeliveries from its record, and reconciles
-a call whose outcome the crash kept from being recorded); publishing is exact (retried
-publishes carry the same ``Nats-Msg-Id`` and are deduplicated by the stream).
+a call whose outcome the crash kept from being recorded; a call that failed transiently
+is retried at the next delivery); publishing is exact (retried publishes carry the same
+``Nats-Msg-Id`` and are deduplicated by the stream).  Every setting is the shipped default.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import pytest
 from csfabric.kernel.bus import Bus
+from csfabric.kernel.clock import ScaledClock
 from csfabric.kernel.consumer import Consumer, ConsumerOptions
-from csfabric.kernel.idempotency import BUCKET, ActionLedger
+from csfabric.kernel.idempotency import open_ledger
 from csfabric.kernel.natsserver import NatsServerProcess
 
 from tests.integration._workload import (
@@ -34,25 +37,25 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOTAL = 10_000
 KILL_AFTER = 3_000
 OUTAGE = 1.0  # seconds the server stays dead: the point of the test, not a guess
-# Longer than the bus's 5 s request timeout: an intent is only "stale" once the call that
-# wrote it can no longer be waiting for its answer, so a slow reply never causes a 2nd call.
-STALE_AFTER = 6.0
-OPTIONS = ConsumerOptions(
-    ack_wait=5.0,  # lost acks come back within seconds of the restart
-    # Retries (0.2 s doubling, capped at 2 s) outlast the outage by far: ~35 s in all.
-    # The test is about losing nothing, so no message may run out of deliveries.
-    max_deliver=20,
-    backoff_base=0.2,
-    backoff_cap=2.0,
-)
+# The shipped defaults throughout (ConsumerOptions(), the ledger's stale_after and call
+# deadline, the KV TTL).  Fabric time runs 3x faster, so lost acks come back after 10 s of
+# wall time instead of 30; every consumer and ledger delay is on that clock, so their
+# proportions are the shipped ones.  Not faster: broker recovery (reconnect, retry_broker)
+# takes wall time, and the retry budget (~15 fabric s = 5 wall s) must still outlast it.
+CLOCK_FACTOR = 3.0
+OPTIONS = ConsumerOptions()
+# One event in 100 meets a transient CloudStack failure on its first call (defect 3 of
+# issue 9 dead-lettered exactly these under the defaults).
+FLAKY_EVERY = 100
 
 
 async def test_server_crash_mid_run_loses_and_repeats_nothing(
     nats_server: NatsServerProcess,
 ) -> None:
-    bus = await Bus.connect(nats_server.url, service="restart")
-    ledger = ActionLedger(await bus.key_value(BUCKET), stale_after=STALE_AFTER)
-    handler = ActingHandler(ledger)
+    clock = ScaledClock(datetime.now(UTC), CLOCK_FACTOR)
+    bus = await Bus.connect(nats_server.url, service="restart", clock=clock)
+    ledger = await open_ledger(bus)
+    handler = ActingHandler(ledger, flaky_every=FLAKY_EVERY)
     consumer = Consumer(bus, "csfabric.lifecycle.>", "restart", handler, OPTIONS)
     publisher = Publisher(
         bus, make_events(TOTAL, "restart"), consumed=lambda: len(handler.seen), lead=2_000
@@ -86,6 +89,7 @@ async def test_server_crash_mid_run_loses_and_repeats_nothing(
         )
 
         await assert_exactly_once(bus, handler, consumer, TOTAL)
+        assert len(handler.injected) == TOTAL // FLAKY_EVERY
         print(
             f"\nrestart: {time.monotonic() - started:.1f}s, killed after "
             f"{published_at_kill} published; publish retries {publisher.retries}; "

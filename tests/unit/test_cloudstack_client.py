@@ -23,14 +23,16 @@ from csfabric.cloudstack import (
     CloudStackApiError,
     CloudStackClient,
     CloudStackJobTimeout,
+    CloudStackOutcomeUnknown,
     CloudStackSettings,
     CloudStackTransientError,
     JobResult,
     Zone,
 )
-from csfabric.cloudstack._transport import sign
+from csfabric.cloudstack._transport import is_read_only, sign
 from csfabric.kernel.clock import SteppedClock
 from csfabric.kernel.errors import ConfigError, PermanentError, TransientError
+from csfabric.kernel.idempotency import OutcomeUnknownError
 from csfabric.kernel.ops import Metrics
 from csfabric.kernel.tracing import setup_tracing
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -46,6 +48,7 @@ class Reply:
     status: int = 200
     body: dict[str, Any] = field(default_factory=dict)  # the inner object
     delay: float = 0.0  # seconds before answering (wall time)
+    raw: str | None = None  # a body not in CloudStack's shape (a proxy's page)
 
 
 def error(code: int, text: str = "boom", cscode: int = 4350) -> Reply:
@@ -87,9 +90,8 @@ class Stub:
         finally:
             self.in_flight -= 1
         body = {f"{command.lower()}response": reply.body}
-        return web.Response(
-            status=reply.status, text=json.dumps(body), content_type="application/json"
-        )
+        text = json.dumps(body) if reply.raw is None else reply.raw
+        return web.Response(status=reply.status, text=text, content_type="application/json")
 
 
 @pytest_asyncio.fixture
@@ -310,6 +312,7 @@ async def test_job_timeout_is_transient(stub: tuple[Stub, str]) -> None:
         with pytest.raises(CloudStackJobTimeout) as caught:
             task.result()
     assert caught.value.jobid == "j3"
+    assert isinstance(caught.value, CloudStackOutcomeUnknown)  # the job may still finish
     assert server.count("queryAsyncJobResult") == 4  # at t = 0, 1, 2, 3
 
 
@@ -376,3 +379,89 @@ async def test_spans_metrics_and_logs_never_hold_secrets(
     )
     assert SECRET not in rendered
     assert KEY not in rendered
+
+
+@pytest.mark.parametrize(
+    ("command", "read_only"),
+    [
+        ("listZones", True),
+        ("queryAsyncJobResult", True),
+        ("findHostsForMigration", True),
+        ("getVMPassword", True),
+        ("getUploadParamsForVolume", False),  # allocates the volume it names
+        ("createSnapshot", False),
+        ("deployVirtualMachine", False),
+        ("createTags", False),
+        ("deleteSnapshot", False),
+    ],
+)
+def test_read_only_commands(command: str, read_only: bool) -> None:
+    assert is_read_only(command) is read_only
+
+
+async def test_a_mutating_command_that_timed_out_is_not_sent_again(
+    stub: tuple[Stub, str],
+) -> None:
+    server, url = stub
+    server.on("createSnapshot", Reply(delay=1.0), Reply(body={"id": "s1", "jobid": "j1"}))
+    async with CloudStackClient(settings(url, timeout=0.2)) as client:
+        with pytest.raises(CloudStackOutcomeUnknown) as caught:
+            await client.call("createSnapshot", volumeid="v1")
+    assert isinstance(caught.value, OutcomeUnknownError)
+    assert isinstance(caught.value, CloudStackTransientError)
+    assert "outcome unknown" in str(caught.value)
+    assert server.count("createSnapshot") == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_a_proxy_error_on_a_mutating_command_is_an_unknown_outcome(
+    stub: tuple[Stub, str], status: int
+) -> None:
+    server, url = stub
+    server.on("createTags", Reply(status, raw="<html>Gateway Timeout</html>"))
+    async with CloudStackClient(settings(url)) as client:
+        with pytest.raises(CloudStackOutcomeUnknown):
+            await client.call("createTags", resourceids="v1", resourcetype="Volume")
+    assert server.count("createTags") == 1
+
+
+async def test_a_proxy_error_on_a_read_is_retried(stub: tuple[Stub, str]) -> None:
+    server, url = stub
+    server.on("listTags", Reply(504, raw="<html>Gateway Timeout</html>"), Reply(body={}))
+    async with CloudStackClient(settings(url)) as client:
+        assert await client.call("listTags") == {}
+    assert server.count("listTags") == 2
+
+
+async def test_cloudstack_errors_on_a_mutating_command_are_retried(
+    stub: tuple[Stub, str],
+) -> None:
+    # CloudStack answered 530/503 in its own shape: the command did not run, so re-sending
+    # cannot repeat it.
+    server, url = stub
+    server.on("createSnapshot", error(530), error(503), Reply(body={"id": "s1", "jobid": "j1"}))
+    async with CloudStackClient(settings(url)) as client:
+        assert await client.call("createSnapshot", volumeid="v1") == {"id": "s1", "jobid": "j1"}
+    assert server.count("createSnapshot") == 3
+
+
+async def test_connection_refused_on_a_mutating_command_proves_nothing_was_sent() -> None:
+    url = f"http://127.0.0.1:{free_port()}/client/api"
+    async with CloudStackClient(settings(url, max_retries=1)) as client:
+        with pytest.raises(CloudStackTransientError) as caught:
+            await client.call("createSnapshot", volumeid="v1")
+    assert not isinstance(caught.value, CloudStackOutcomeUnknown)
+
+
+async def test_a_failure_while_waiting_for_an_accepted_job_is_an_unknown_outcome(
+    stub: tuple[Stub, str],
+) -> None:
+    server, url = stub
+    server.on("createSnapshot", Reply(body={"id": "s1", "jobid": "j4"}))
+    server.on("queryAsyncJobResult", error(530))
+    async with CloudStackClient(settings(url, max_retries=1)) as client:
+        with pytest.raises(CloudStackOutcomeUnknown) as caught:
+            await client.job("createSnapshot", volumeid="v1")
+    assert "j4" in str(caught.value)
+    assert server.count("createSnapshot") == 1
+    assert server.count("queryAsyncJobResult") == 2  # the read itself is retried

@@ -6,6 +6,7 @@ Like ``events``, this package may import ``csfabric.kernel`` and nothing else of
 from ._transport import (
     CloudStackApiError,
     CloudStackJobTimeout,
+    CloudStackOutcomeUnknown,
     CloudStackTransientError,
     EndpointGate,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "CloudStackClient",
     "CloudStackJobTimeout",
     "CloudStackObject",
+    "CloudStackOutcomeUnknown",
     "CloudStackSettings",
     "CloudStackTransientError",
     "EndpointGate",

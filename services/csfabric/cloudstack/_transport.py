@@ -38,12 +38,27 @@ from cs.client import EXPIRES_FORMAT, cs_encode, transform
 from prometheus_client import CollectorRegistry, Histogram
 
 from csfabric.kernel.errors import PermanentError, TransientError
+from csfabric.kernel.idempotency import OutcomeUnknownError
 from csfabric.kernel.ops import HANDLER_BUCKETS
 
 # CloudStack's server-side failures that a later attempt can get past (internal error,
 # insufficient capacity, resource allocation/unavailable, ...), plus what proxies and
 # throttling answer with.
 TRANSIENT_CODES = frozenset({429, 500, 502, 503, 504, 530, 533, 534, 535, 536, 537})
+# Answers without CloudStack's error body that may come *after* CloudStack ran the command:
+# a proxy that gave up waiting (504), lost the upstream mid-answer (502), or a servlet that
+# failed while writing the answer (500).  429 and 503 are refusals before it ran.
+MAYBE_RAN_CODES = frozenset({500, 502, 504})
+# Commands that change nothing, so re-sending one can never repeat an action.  ``get*``
+# reads, except ``getUploadParamsFor*``, which allocates the volume/template/ISO it names.
+READ_ONLY_PREFIXES = ("list", "query", "find", "get")
+_MUTATING_GETS = ("getuploadparamsfor",)
+
+
+def is_read_only(command: str) -> bool:
+    """True for commands that change nothing in CloudStack (safe to re-send at any time)."""
+    name = command.lower()
+    return name.startswith(READ_ONLY_PREFIXES) and not name.startswith(_MUTATING_GETS)
 
 
 class CloudStackApiError(PermanentError):
@@ -80,7 +95,18 @@ class CloudStackTransientError(TransientError):
         self.errortext = errortext
 
 
-class CloudStackJobTimeout(CloudStackTransientError):
+class CloudStackOutcomeUnknown(CloudStackTransientError, OutcomeUnknownError):
+    """A mutating command may or may not have run: never re-send it, reconcile instead.
+
+    Raised for a timeout or a dropped connection after the request was sent, a proxy's
+    502/504 without CloudStack's answer, and any failure while waiting for a job that was
+    accepted.  The client never retries these itself; ``ActionLedger`` records them as
+    "outcome unknown" and the next attempt asks its ``reconcile`` step (the resource tagged
+    ``csfabric:key``) instead of calling again.
+    """
+
+
+class CloudStackJobTimeout(CloudStackOutcomeUnknown):
     """The job did not finish within ``job_timeout``; it may still finish (reconcile)."""
 
     def __init__(self, command: str, jobid: str, waited: float) -> None:
@@ -124,8 +150,14 @@ def signed_query(
     return "&".join(f"{cs_encode(k)}={cs_encode(v)}" for k, v in values.items())
 
 
-def read_answer(command: str, status: int, body: bytes) -> dict[str, Any]:
-    """The inner object of ``{"<command>response": {...}}``, or the classified error."""
+def read_answer(
+    command: str, status: int, body: bytes, *, mutating: bool = False
+) -> dict[str, Any]:
+    """The inner object of ``{"<command>response": {...}}``, or the classified error.
+
+    An error answer in CloudStack's own shape proves the command did not run; for a
+    ``mutating`` command, a 500/502/504 without that shape does not (see ``MAYBE_RAN_CODES``).
+    """
     try:
         document = json.loads(body)
         [(_, inner)] = document.items()
@@ -135,7 +167,10 @@ def read_answer(command: str, status: int, body: bytes) -> dict[str, Any]:
         if status == 200:
             # A proxy's HTML page or a wrong endpoint: retrying will not fix the URL.
             raise CloudStackApiError(command, status, "answer is not a CloudStack JSON object")
-        raise classify(command, status, f"HTTP {status} without a CloudStack error body")
+        text = f"HTTP {status} without a CloudStack error body"
+        if mutating and status in MAYBE_RAN_CODES:
+            raise CloudStackOutcomeUnknown(command, status, f"{text}: outcome unknown")
+        raise classify(command, status, text)
     if status == 200:
         return inner
     errorcode = _int(inner.get("errorcode")) or status
@@ -233,15 +268,19 @@ def call_histogram(registry: CollectorRegistry) -> Histogram:
 
 
 __all__ = [
+    "MAYBE_RAN_CODES",
+    "READ_ONLY_PREFIXES",
     "TRANSIENT_CODES",
     "CloudStackApiError",
     "CloudStackJobTimeout",
+    "CloudStackOutcomeUnknown",
     "CloudStackTransientError",
     "EndpointGate",
     "TokenBucket",
     "call_histogram",
     "classify",
     "gate_for",
+    "is_read_only",
     "read_answer",
     "sign",
     "signed_query",

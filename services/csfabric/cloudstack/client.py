@@ -11,12 +11,17 @@ Transport: our own signed requests over an injectable ``aiohttp.ClientSession``,
 ``cs``'s parameter encoding and checked against its signer; why not ``AIOCloudStack``
 itself is explained in :mod:`csfabric.cloudstack._transport`.
 
-Failures: 530, 533-537, 429, timeouts and connection errors are retried (exponential
+Failures: 530, 533-537 and 429 answers and refused connections are retried (exponential
 backoff with jitter, ``max_retries``, sleeping through the fabric clock) and then raised as
 :class:`CloudStackTransientError`; 401, 431, 432 and other refusals raise
-:class:`CloudStackApiError` (a ``PermanentError``) at once.  Retrying a *mutating* command
-after a timeout can repeat it when the first request did reach CloudStack; callers that
-must not repeat an action run it through ``ActionLedger`` with a reconcile step.
+:class:`CloudStackApiError` (a ``PermanentError``) at once.  Either kind of answer proves
+the command did not run, so re-sending it is safe.  A timeout or a dropped connection once
+the request was sent proves nothing: a *read-only* command (``list*``, ``query*``,
+``find*``, ``get*``; see ``is_read_only``) is retried, a mutating one is not — re-sending
+could repeat it — and raises :class:`CloudStackOutcomeUnknown` at once, as does any
+failure while :meth:`CloudStackClient.job` waits for a job CloudStack accepted.
+``ActionLedger`` reconciles those (the resource tagged ``csfabric:key``) instead of calling
+again.
 
 Every HTTP call is one CLIENT span (``cloudstack <command>``) and one observation of
 ``csfabric_cloudstack_call_seconds{command, outcome}``; neither ever holds parameters, keys
@@ -50,10 +55,12 @@ from csfabric.kernel.tracing import get_tracer
 from ._transport import (
     CloudStackApiError,
     CloudStackJobTimeout,
+    CloudStackOutcomeUnknown,
     CloudStackTransientError,
     EndpointGate,
     call_histogram,
     gate_for,
+    is_read_only,
     read_answer,
     signed_query,
 )
@@ -146,7 +153,7 @@ class CloudStackClient:
                 span.set_attribute("cloudstack.errorcode", error.errorcode)
                 raise
             except CloudStackTransientError as error:
-                outcome = "transient"
+                outcome = "unknown" if isinstance(error, CloudStackOutcomeUnknown) else "transient"
                 if error.errorcode is not None:
                     span.set_attribute("cloudstack.errorcode", error.errorcode)
                 raise
@@ -159,11 +166,14 @@ class CloudStackClient:
         self, command: str, params: Mapping[str, Any], span: trace.Span
     ) -> dict[str, Any]:
         s = self.settings
+        mutating = not is_read_only(command)
         attempt = 1
         while True:
             span.set_attribute("cloudstack.attempts", attempt)
             try:
-                return await self._once(command, params)
+                return await self._once(command, params, mutating=mutating)
+            except CloudStackOutcomeUnknown:
+                raise  # it may have run: re-sending could do it twice
             except CloudStackTransientError as error:
                 if attempt > s.max_retries:
                     raise
@@ -184,8 +194,12 @@ class CloudStackClient:
                 await self.clock.sleep(delay)
                 attempt += 1
 
-    async def _once(self, command: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    async def _once(
+        self, command: str, params: Mapping[str, Any], *, mutating: bool
+    ) -> dict[str, Any]:
         timeout = self.settings.timeout
+        # A connect timeout of its own, so an endpoint that is down shows as "never sent".
+        limits = aiohttp.ClientTimeout(total=timeout, connect=timeout / 2)
         async with self.gate.slot():
             # Signed inside the slot, so a request queued behind the limit is not stale.
             expires = self.clock.now() + timedelta(seconds=self.settings.signature_ttl)
@@ -194,21 +208,28 @@ class CloudStackClient:
             )
             url = URL(f"{self.endpoint}?{query}", encoded=True)
             try:
-                async with self._http().get(
-                    url, timeout=aiohttp.ClientTimeout(total=timeout)
-                ) as response:
+                async with self._http().get(url, timeout=limits) as response:
                     status, body = response.status, await response.read()
-            except TimeoutError:
-                text = f"timed out after {timeout:g}s"
-                raise CloudStackTransientError(command, None, text) from None
-            except aiohttp.ClientError as error:
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
+                # No connection, so nothing was sent: safe to re-send, whatever the command.
                 # Only the class name: aiohttp's messages can quote the signed URL, and
                 # ``from None`` keeps them out of tracebacks recorded on spans.
-                raise CloudStackTransientError(
-                    command, None, f"connection failed ({type(error).__name__})"
-                ) from None
+                text = f"connection failed ({type(error).__name__})"
+                raise CloudStackTransientError(command, None, text) from None
+            except TimeoutError:
+                raise self._lost(command, f"timed out after {timeout:g}s", mutating) from None
+            except aiohttp.ClientError as error:
+                text = f"connection lost ({type(error).__name__})"
+                raise self._lost(command, text, mutating) from None
         trace.get_current_span().set_attribute("http.response.status_code", status)
-        return read_answer(command, status, body)
+        return read_answer(command, status, body, mutating=mutating)
+
+    @staticmethod
+    def _lost(command: str, text: str, mutating: bool) -> CloudStackTransientError:
+        """The error for a request that was sent but got no answer."""
+        if mutating:
+            return CloudStackOutcomeUnknown(command, None, f"{text}: outcome unknown")
+        return CloudStackTransientError(command, None, text)
 
     async def list(self, command: str, **params: Any) -> builtins.list[dict[str, Any]]:
         """Every item of a ``list*`` command, page by page (``pagesize`` from settings)."""
@@ -232,7 +253,9 @@ class CloudStackClient:
 
         A job that ran and failed (``jobstatus`` 2) is *returned* with ``error`` set; a
         command CloudStack refuses outright raises like :meth:`call`; a job still pending
-        after ``job_timeout`` raises :class:`CloudStackJobTimeout` (transient: reconcile).
+        after ``job_timeout`` raises :class:`CloudStackJobTimeout`, and any other failure
+        once CloudStack accepted the job raises :class:`CloudStackOutcomeUnknown`: the job
+        runs on without us, so the caller must reconcile, not submit it again.
         """
         with get_tracer(__name__).start_as_current_span(
             f"cloudstack job {command}", attributes={"cloudstack.command": command}
@@ -249,7 +272,13 @@ class CloudStackClient:
                     resource_id=resource_id,
                 )
             span.set_attribute("cloudstack.jobid", str(jobid))
-            result = await self.wait_job(str(jobid), command=command, resource_id=resource_id)
+            try:
+                result = await self.wait_job(str(jobid), command=command, resource_id=resource_id)
+            except CloudStackOutcomeUnknown:
+                raise
+            except (CloudStackTransientError, CloudStackApiError) as error:
+                text = f"job {jobid} accepted, then {error.errortext}: outcome unknown"
+                raise CloudStackOutcomeUnknown(command, error.errorcode, text) from error
             span.set_attribute("cloudstack.job_status", result.status)
             return result
 

@@ -40,6 +40,8 @@ class CloudStackSettings(CsfabricSettings):
         None, validation_alias=_env("secret"), description="secret key"
     )
     timeout: float = Field(10.0, gt=0, description="seconds (wall time) per HTTP request")
+    # ActionLedger's call deadline (360 s by default) must cover a whole job: keep this
+    # below it, with room for the submit and the last poll.
     job_timeout: float = Field(300.0, gt=0, description="fabric seconds to wait for a job")
     poll_interval: float = Field(1.0, gt=0, description="fabric seconds between job polls")
     max_retries: int = Field(5, ge=0, description="retries of a transient failure per call")

@@ -9,7 +9,14 @@ from .durations import Duration, format_duration, parse_duration
 from .envelope import CloudEvent, make_event, parse_event, subject_for
 from .errors import ConfigError, CsfabricError, EnvelopeError, PermanentError, TransientError
 from .gate import ActionGate, GateDecision
-from .idempotency import ActionLedger, ActionResult, action_key
+from .idempotency import (
+    ActionLedger,
+    ActionRefused,
+    ActionResult,
+    OutcomeUnknownError,
+    action_key,
+    open_ledger,
+)
 from .leases import Lease
 from .policies import BlastRadius, PolicyBase, PolicyDocument, Scope, register_kind
 from .policyload import PolicyLoadError, load_policies
@@ -22,6 +29,7 @@ __all__ = [
     "STREAMS",
     "ActionGate",
     "ActionLedger",
+    "ActionRefused",
     "ActionResult",
     "AuditRecord",
     "Auditor",
@@ -40,6 +48,7 @@ __all__ = [
     "FabricSettings",
     "GateDecision",
     "Lease",
+    "OutcomeUnknownError",
     "PermanentError",
     "PolicyBase",
     "PolicyDocument",
@@ -57,6 +66,7 @@ __all__ = [
     "format_duration",
     "load_policies",
     "make_event",
+    "open_ledger",
     "parse_clock",
     "parse_duration",
     "parse_event",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,6 +21,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from .durations import Duration
 
 DEV_FILE = "dev.json"
 
@@ -107,6 +110,7 @@ class FabricSettings(CsfabricSettings):
     cloud_name: str = Field("cloudstack", description="CloudEvent source of ingested events")
     max_event_bytes: int = Field(1 << 20, gt=0, description="largest accepted CloudEvent")
     max_deliver: int = Field(5, ge=1, description="deliveries before dead-lettering")
+    action_key_ttl: Duration = Field(timedelta(days=7), description="idempotency keys kept")
     kafka_bootstrap: str | None = None
     rabbitmq_url: str | None = None
     powerdns_url: str | None = None

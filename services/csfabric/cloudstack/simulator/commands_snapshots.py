@@ -6,7 +6,7 @@ from .call import Call, Json, cs_date
 from .commands_storage import find_volume
 from .errors import invalid_parameter
 from .registry import JobPlan, api, async_api
-from .state import Snapshot, SnapshotPolicy
+from .state import Snapshot, SnapshotPolicy, Tag
 
 SNAPSHOT_CLASS = "com.cloud.storage.Snapshot"
 _INTERVALS = {"HOURLY": 0, "DAILY": 1, "WEEKLY": 2, "MONTHLY": 3}
@@ -63,6 +63,11 @@ async def create_snapshot(call: Call) -> JobPlan:
     )
     extra = [z for z in (call.get("zoneids") or "").split(",") if z and z != vol.zoneid]
     w.snapshots[snap.id] = snap
+    # createSnapshot's ``tags`` map: the snapshot is tagged as it is allocated, so a caller
+    # that lost the answer finds it by tag (the fabric's csfabric:key).
+    w.tags.extend(
+        Tag(k, v, "Snapshot", snap.id, vol.account_id) for k, v in call.tag_filter().items()
+    )
 
     async def run() -> Json:
         snap.state = "BackedUp"
