@@ -39,7 +39,8 @@ by the highest token seen.
 **Takeover.**  After an explicit :meth:`Lease.release` a successor takes over at its next
 poll (``min(ttl/3, 1 s)``).  After a holder's death it takes over within ``ttl`` plus one
 poll of the holder's last renewal.  A replica that finds its own holder name on the entry
-(it restarted its work, or was cut off and nobody took over) takes it back at once.
+(it restarted its work, or was cut off and nobody took over) takes it back at once, so
+holder names must be unique per process (the default ``host:pid`` is).
 """
 
 from __future__ import annotations
