@@ -1,44 +1,59 @@
 """A replica competing for a lease, run as its own OS process by ``test_leases.py``.
 
-Usage: ``python _lease_worker.py NATS_URL HOLDER TTL OUTFILE``
+Usage: ``CSFABRIC_CLOCK=<spec> python _lease_worker.py NATS_URL HOLDER LOGFILE``
 
-While it holds lease ``test-lease`` it appends ``<holder> <wall time> <monotonic>`` to
-OUTFILE every 0.1 s (flushed line by line, so a SIGKILL loses no written tick).  It never
-exits by itself: the test kills it.  ``OUTFILE`` with suffix ``.ready`` appears once it is
-connected and competing.
+It competes for lease ``test-lease`` with the shipped default TTL on the kernel clock named
+by ``CSFABRIC_CLOCK`` (the tests scale or skew it).  While it holds the lease it acts every
+0.05 s: ``await lease.fence()`` and, right after, one line ``act <holder> <token> <wall>``
+appended to LOGFILE, which all workers of a test share (``O_APPEND``: one ``write`` per line,
+so the file's order is the order the acts happened in).  When its work stops it appends
+``stop <holder> <token-or-None> <wall>``.  ``<holder>.ready`` appears next to LOGFILE once it
+is connected and competing.  It never exits by itself: the test kills it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
 
 from csfabric.kernel.bus import Bus
+from csfabric.kernel.clock import parse_clock
 from csfabric.kernel.leases import BUCKET, Lease
 
-TICK = 0.1
+TICK = 0.05
 
 
-async def main(url: str, holder: str, ttl: float, outfile: Path) -> None:
+async def main(url: str, holder: str, logfile: Path) -> None:
+    clock = parse_clock(os.environ.get("CSFABRIC_CLOCK", "real"))
     bus = await Bus.connect(url, service=f"lease-{holder}", create_streams=False)
     kv = await bus.key_value(BUCKET)
-    # Tell the test this replica is connected and about to compete.
-    outfile.with_suffix(".ready").touch()
+    fd = os.open(logfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    lease = Lease(kv, "test-lease", holder=holder, clock=clock)
+
+    def record(kind: str, token: int | None) -> None:
+        os.write(fd, f"{kind} {holder} {token} {time.time():.6f}\n".encode())
 
     async def work() -> None:
-        with outfile.open("a", buffering=1) as out:
+        token = lease.token
+        try:
             while True:
-                out.write(f"{holder} {time.time():.6f} {time.monotonic():.6f}\n")
+                token = await lease.fence()
+                record("act", token)  # no await between the fence and the act
                 await asyncio.sleep(TICK)
+        finally:
+            record("stop", token)
 
+    # Tell the test this replica is connected and about to compete.
+    logfile.with_name(f"{holder}.ready").touch()
     try:
-        await Lease(kv, "test-lease", ttl=ttl, holder=holder).run(work)
+        await lease.run(work)
     finally:
         await bus.close()
 
 
 if __name__ == "__main__":
-    url, holder, ttl, outfile = sys.argv[1:5]
-    asyncio.run(main(url, holder, float(ttl), Path(outfile)))
+    url, holder, logfile = sys.argv[1:4]
+    asyncio.run(main(url, holder, Path(logfile)))

@@ -103,10 +103,11 @@ async def _start_poller(
         return None
     client = CloudStackClient(cs_settings, clock=ctx.clock, metrics=ctx.metrics)
     ctx.on_stop(client.close)
-    poller = Poller(ctx, pipeline, settings, client, await ctx.bus.key_value(STATE_BUCKET))
     lease = Lease(
         await ctx.bus.key_value(LEASE_BUCKET), LEASE_NAME, ttl=settings.lease_ttl, clock=ctx.clock
     )
+    state = await ctx.bus.key_value(STATE_BUCKET)
+    poller = Poller(ctx, pipeline, settings, client, state, lease=lease)
     ctx.spawn(lease.run(poller.run), name="poller")
     return poller
 

@@ -7,6 +7,10 @@ seconds.  Each poll reads from a little before the watermark (KV ``csfabric_inge
 to ``now - poll_settle`` (newer rows wait a poll, so their webhook can come first), and hands
 the rows oldest first to :meth:`Pipeline.ingest_row`, which skips what the seen-set knows.
 The watermark advances only over rows handled, so a failure re-reads, never skips.
+
+Under its lease, each poll fences (:meth:`Lease.fence`) before it publishes its rows and
+again before it writes the watermark, and checks its deadline before every row, so a
+poller that stalled past its term stops writing at once (:class:`LeaseLost` ends its work).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from csfabric.cloudstack.client import CloudStackClient
+from csfabric.kernel.errors import LeaseLost
+from csfabric.kernel.leases import Lease
 from csfabric.kernel.runtime import ServiceContext
 
 from .logic import (
@@ -57,9 +63,12 @@ class Poller:
         settings: IngestSettings,
         client: CloudStackClient,
         state: KeyValue,
+        *,
+        lease: Lease | None = None,
     ) -> None:
         self.ctx, self.pipeline, self.settings = ctx, pipeline, settings
         self.client, self.state = client, state
+        self.lease = lease  # when set, every write is fenced by it
         self.polls = 0  # completed polls, for tests and debugging
 
     async def watermark(self) -> datetime | None:
@@ -87,8 +96,13 @@ class Poller:
             enddate=api_date(end + timedelta(seconds=1)),
         )
         newest: datetime | None = None
+        todo = rows_to_process(rows, end)
+        if todo and self.lease is not None:
+            await self.lease.fence()
         try:
-            for when, row in rows_to_process(rows, end):
+            for when, row in todo:
+                if self.lease is not None:
+                    self.lease.check()
                 outcome = await self.pipeline.ingest_row(row)
                 result.rows += 1
                 if outcome == "stored":
@@ -102,6 +116,8 @@ class Poller:
             # Saved even when a publish failed half-way: rows up to `newest` are stored.
             advanced = next_watermark(mark, newest)
             if advanced is not None and advanced != mark:
+                if self.lease is not None:
+                    await self.lease.fence()
                 await self.state.put(WATERMARK_KEY, advanced.isoformat().encode())
             result.watermark = advanced
         self.polls += 1
@@ -120,8 +136,8 @@ class Poller:
         while True:
             try:
                 await self.poll_once()
-            except asyncio.CancelledError:
-                raise
+            except (asyncio.CancelledError, LeaseLost):
+                raise  # LeaseLost: the term is over; the lease stops this work
             except Exception as error:  # CloudStack or NATS away: the next poll catches up
                 log.warning("listEvents poll failed: %s: %s", type(error).__name__, error)
             await self.ctx.clock.sleep(self.settings.poll_interval)

@@ -42,6 +42,14 @@ class Clock(ABC):
     async def sleep(self, seconds: float) -> None:
         """Sleep ``seconds`` of fabric time."""
 
+    def monotonic(self) -> float:
+        """Fabric seconds on a clock that never jumps (deadlines, leases); only differences count.
+
+        Unlike :meth:`now` it ignores wall-clock steps and skew between machines, and it runs
+        at the rate :meth:`sleep` uses, so a deadline and a sleep towards it agree.
+        """
+        return time.monotonic()
+
     def to_real(self, seconds: float) -> float:
         """Wall seconds that ``seconds`` of fabric time take (for server-side TTLs)."""
         return seconds
@@ -88,6 +96,9 @@ class ScaledClock(Clock):
         elapsed = time.time() - self.epoch.timestamp()
         return self.epoch + timedelta(seconds=elapsed * self.factor)
 
+    def monotonic(self) -> float:
+        return time.monotonic() * self.factor
+
     def to_real(self, seconds: float) -> float:
         return seconds / self.factor
 
@@ -107,6 +118,9 @@ class SteppedClock(Clock):
 
     def now(self) -> datetime:
         return self._now
+
+    def monotonic(self) -> float:
+        return self._now.timestamp()  # virtual time only moves forward
 
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:

@@ -7,6 +7,7 @@
     │   ├── EnvelopeError     input is not a valid CloudEvent (reason names the defect)
     │   └── ConfigError       settings or a policy cannot be used as given
     └── TransientError        retried with exponential backoff, then dead-lettered
+        └── LeaseLost         this replica may no longer act under its lease (not done)
 
 Handlers raise these; the bus decides ack / nak-with-delay / dead-letter from the class
 alone, so no handler ever talks to the broker about failure.  Any other exception is
@@ -41,4 +42,19 @@ class TransientError(CsfabricError):
     """Might succeed later (timeouts, a broker or CloudStack briefly away)."""
 
 
-__all__ = ["ConfigError", "CsfabricError", "EnvelopeError", "PermanentError", "TransientError"]
+class LeaseLost(TransientError):
+    """The lease's term is over (or cannot be proven current): the side effect was not done.
+
+    Transient because the work is not wrong, only no longer ours: the holder of the next
+    term (this replica or another) does it.
+    """
+
+
+__all__ = [
+    "ConfigError",
+    "CsfabricError",
+    "EnvelopeError",
+    "LeaseLost",
+    "PermanentError",
+    "TransientError",
+]
