@@ -17,7 +17,7 @@ from .idempotency import (
     action_key,
     open_ledger,
 )
-from .leases import Lease
+from .leases import Lease, LeaseLost
 from .policies import BlastRadius, PolicyBase, PolicyDocument, Scope, register_kind
 from .policyload import PolicyLoadError, load_policies
 from .policystore import PolicyStore
@@ -48,6 +48,7 @@ __all__ = [
     "FabricSettings",
     "GateDecision",
     "Lease",
+    "LeaseLost",
     "OutcomeUnknownError",
     "PermanentError",
     "PolicyBase",
