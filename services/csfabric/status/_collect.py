@@ -43,6 +43,9 @@ class ServiceSeen(BaseModel):
     seen: datetime | None = None
     age_seconds: float | None = Field(None, description="since the last heartbeat (wall time)")
     ops_url: str | None = None
+    warnings: list[str] = Field(
+        default_factory=list, description="what the instance says an operator must know"
+    )
 
 
 class LeaseHolder(BaseModel):
@@ -146,6 +149,7 @@ async def _services(js: JetStreamContext, report: StatusReport) -> None:
         service, _, instance = key.partition(".")
         seen = _time(data.get("seen"))
         pid = data.get("pid")
+        warnings = data.get("warnings")
         report.services.append(
             ServiceSeen(
                 service=str(data.get("service") or service),
@@ -157,6 +161,7 @@ async def _services(js: JetStreamContext, report: StatusReport) -> None:
                 seen=seen,
                 age_seconds=round((wall - seen).total_seconds(), 1) if seen else None,
                 ops_url=_str(data.get("ops_url")),
+                warnings=[str(w) for w in warnings] if isinstance(warnings, list) else [],
             )
         )
 
