@@ -386,14 +386,86 @@ async def test_nats_away_is_503_then_stored_once_back(
             assert await count(js, "CSFABRIC_EVENTS", "csfabric.>") == 1
 
 
+def numbered_vm_create(i: int) -> bytes:
+    """A distinct VM.CREATE event per ``i`` (its own VM)."""
+    vm = str(uuid.uuid5(uuid.NAMESPACE_URL, f"vm/{i}"))
+    event = action_event(
+        "VM.CREATE", "Completed", f"deploying Vm. Vm Id: {vm}", user=USER, account=ACCOUNT,
+        entity="VirtualMachine", entity_uuid=vm, when=WHEN, tz=UTC,
+    )  # fmt: skip
+    return event.body_json()
+
+
+async def test_a_full_events_stream_is_503_with_retry_after_and_alerted_before(
+    nats_server: NatsServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CSFABRIC_STREAM_MAX_BYTES", str(48 * 1024))
+    settings = ingest_settings(tmp_path)
+    stored: list[int] = []
+    alerted_after: int | None = None
+    refused: tuple[int, str | None] | None = None
+    async with (
+        running_ingest(nats_server.url, tmp_path, settings, clock="stepped") as (ctx, ingest),
+        jetstream(nats_server.url) as js,
+    ):
+        clock = ctx.clock
+        assert isinstance(clock, SteppedClock)
+        labels = {"service": "ingest", "stream": "CSFABRIC_EVENTS"}
+        for i in range(200):
+            body = numbered_vm_create(i)
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(ingest.webhook.url, data=body, headers=delivery_headers(body)) as resp,
+            ):
+                if resp.status != 200:
+                    refused = (resp.status, resp.headers.get("Retry-After"))
+                    break
+            stored.append(i)
+            info = await js.stream_info("CSFABRIC_EVENTS")
+            ratio = info.state.bytes / (48 * 1024)
+
+            async def measured(want: float = ratio) -> bool:
+                got = ctx.metrics.registry.get_sample_value("csfabric_stream_fill_ratio", labels)
+                if got is not None and abs(got - want) < 1e-9:
+                    return True
+                await clock.advance(ingest.streams.interval)  # the watcher's next check
+                return False
+
+            await wait_for(measured, 10, "the watcher's check", step=0.01)
+            if alerted_after is None and ratio >= ingest.streams.threshold:
+
+                async def alert() -> bool:
+                    try:
+                        await last(js, "CSFABRIC_ALERTS", "csfabric.alert.ingest.stream-full")
+                    except NotFoundError:
+                        return False
+                    return True
+
+                await wait_for(alert, 10, "a stream-full alert")
+                alerted_after = i
+        assert refused is not None, "200 deliveries fit a 48 KiB stream"
+        info = await js.stream_info("CSFABRIC_EVENTS")
+        assert info.state.first_seq == 1  # nothing stored was deleted to make room
+        assert info.state.messages == len(stored)
+        raw = await last(js, "CSFABRIC_ALERTS", "csfabric.alert.ingest.stream-full")
+    assert refused == (503, str(settings.webhook_retry_after))
+    assert alerted_after is not None
+    assert alerted_after < stored[-1]  # alerted while deliveries were still stored
+    alert = json.loads(raw.data)
+    assert alert["stream"] == "CSFABRIC_EVENTS"
+    assert alert["ratio"] < 1.0
+
+
 # -- csfabric dev end to end -------------------------------------------------------------
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
+async def wait_for(
+    check: Callable[[], Awaitable[bool]], seconds: float, what: str, step: float = 0.2
+) -> None:
     try:
         async with asyncio.timeout(seconds):
             while not await check():
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(step)
     except TimeoutError:
         raise AssertionError(f"no {what} after {seconds:g} s") from None
 

@@ -104,10 +104,8 @@ class WebhookReceiver:
             self.app(),
             access_log=None,
             shutdown_timeout=self.settings.webhook_timeout,
-            handler_args={
-                "keepalive_timeout": self.settings.webhook_header_timeout,
-                "lingering_time": _LINGER,
-            },
+            keepalive_timeout=self.settings.webhook_header_timeout,
+            lingering_time=_LINGER,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.webhook_host, self.settings.webhook_port)
