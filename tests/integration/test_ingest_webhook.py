@@ -32,7 +32,7 @@ from csfabric.kernel.envelope import parse_event
 from csfabric.kernel.errors import ConfigError
 from csfabric.kernel.runtime import ServiceContext, run_service
 from csfabric.kernel.settings import FabricSettings
-from csfabric.status import collect_status
+from csfabric.status import collect_status, run_status
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -313,7 +313,7 @@ async def test_a_non_utf8_event_id_is_dropped_and_the_event_stored(
 
 
 async def test_no_secret_refuses_to_start_unless_unsigned_is_allowed(
-    nats_server: NatsServerProcess, tmp_path: Path
+    nats_server: NatsServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     unsigned = ingest_settings(tmp_path, webhook_secret_file=None)
     with pytest.raises(ConfigError, match="ALLOW_UNSIGNED"):
@@ -329,6 +329,12 @@ async def test_no_secret_refuses_to_start_unless_unsigned_is_allowed(
             report = await collect_status(reader)
         finally:
             await reader.close()
+        capsys.readouterr()
+        fabric = FabricSettings(nats_url=nats_server.url, state_dir=tmp_path)
+        assert await run_status(False, fabric) == 0
+        shown = capsys.readouterr().out
+    assert "warning:" in shown
+    assert "UNSIGNED" in shown
     [seen] = [s for s in report.services if s.service == "ingest"]
     assert any("UNSIGNED" in warning for warning in seen.warnings)
 
