@@ -392,6 +392,10 @@ async def test_nats_away_is_503_then_stored_once_back(
             assert await count(js, "CSFABRIC_EVENTS", "csfabric.>") == 1
 
 
+# The stream watcher's shipped interval and threshold (kernel.streamwatch).
+WATCH_INTERVAL, WATCH_THRESHOLD = 15.0, 0.8
+
+
 def numbered_vm_create(i: int) -> bytes:
     """A distinct VM.CREATE event per ``i`` (its own VM)."""
     vm = str(uuid.uuid5(uuid.NAMESPACE_URL, f"vm/{i}"))
@@ -434,11 +438,11 @@ async def test_a_full_events_stream_is_503_with_retry_after_and_alerted_before(
                 got = ctx.metrics.registry.get_sample_value("csfabric_stream_fill_ratio", labels)
                 if got is not None and abs(got - want) < 1e-9:
                     return True
-                await clock.advance(ingest.streams.interval)  # the watcher's next check
+                await clock.advance(WATCH_INTERVAL)  # the watcher's next check
                 return False
 
             await wait_for(measured, 10, "the watcher's check", step=0.01)
-            if alerted_after is None and ratio >= ingest.streams.threshold:
+            if alerted_after is None and ratio >= WATCH_THRESHOLD:
 
                 async def alert() -> bool:
                     try:
