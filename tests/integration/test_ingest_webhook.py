@@ -335,6 +335,11 @@ async def test_no_secret_refuses_to_start_unless_unsigned_is_allowed(
         shown = capsys.readouterr().out
     assert "warning:" in shown
     assert "UNSIGNED" in shown
+    fills = {f.stream: f for f in report.streams}
+    assert fills["CSFABRIC_EVENTS"].refuses_when_full
+    assert fills["CSFABRIC_EVENTS"].messages == 1
+    assert not fills["CSFABRIC_ALERTS"].refuses_when_full
+    assert "refuses new" in shown
     [seen] = [s for s in report.services if s.service == "ingest"]
     assert any("UNSIGNED" in warning for warning in seen.warnings)
 

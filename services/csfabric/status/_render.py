@@ -53,6 +53,13 @@ def render(report: StatusReport, console: Console, nats_url: str) -> None:
     )
     columns = ("stream", "consumer", "pending", "ack pending", "redelivered")
     console.print(_table("consumer lag", columns, consumers))
+    streams = (
+        (f.stream, f.messages, f.bytes, f.max_bytes, f"{f.ratio:.0%}",
+         "refuses new" if f.refuses_when_full else "drops oldest")
+        for f in report.streams
+    )  # fmt: skip
+    fill_columns = ("stream", "messages", "bytes", "max bytes", "full", "when full")
+    console.print(_table("streams", fill_columns, streams))
     dlq = sorted(report.dlq.subjects.items())
     console.print(_table(f"dead letters: {report.dlq.messages}", ("subject", "messages"), dlq))
     paused = (
