@@ -213,7 +213,11 @@ async def test_forged_or_unsigned_is_401_and_counted_per_source_and_window(
     nats_server: NatsServerProcess, tmp_path: Path
 ) -> None:
     body = vm_create()
-    forged = delivery_headers(body) | {"X-CS-Signature": sign(body, "not-the-secret")}
+    forged = delivery_headers(body) | {
+        "X-CS-Signature": sign(body, "not-the-secret"),
+        "User-Agent": "u" * 8000,  # kept whole as evidence before (records up to 16 KB)
+        "X-CS-Event": "e" * 8000,
+    }
     unsigned = {k: v for k, v in delivery_headers(body).items() if k != "X-CS-Signature"}
     settings = ingest_settings(tmp_path)
     async with (
@@ -237,6 +241,10 @@ async def test_forged_or_unsigned_is_401_and_counted_per_source_and_window(
     assert record["evidence"]["count"] == 50
     assert record["evidence"]["remote"] == "127.0.0.1"
     assert by_kind["missing-signature"]["evidence"]["count"] == 1
+    assert record["evidence"]["user_agent"].startswith("u" * 200)
+    assert len(record["evidence"]["user_agent"]) < 250
+    assert len(record["evidence"]["event"]) < 250
+    assert len(json.dumps(record)) < 2000
     assert record["service"] == "ingest"
     assert record["outcome"] == "skipped"
     assert "127.0.0.1" in record["reason"]

@@ -192,7 +192,10 @@ class WebhookReceiver:
     async def _flush_loop(self) -> None:
         while True:
             await self.ctx.clock.sleep_until(self.rejections.window_end(self.ctx.clock.now()))
-            await self.flush_rejections()
+            try:
+                await self.flush_rejections()
+            except Exception:  # a bug here must not stop counting: the next window retries
+                log.exception("flushing refused-request counts failed")
 
     async def flush_rejections(self, *, final: bool = False) -> int:
         """Audit every count whose window has ended (``final``: every count); returns how
