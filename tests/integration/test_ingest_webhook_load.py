@@ -149,6 +149,8 @@ async def ingest(
     monkeypatch.setenv("CSFABRIC_INGEST_WEBHOOK_PORT", str(port))
     monkeypatch.setenv("CSFABRIC_INGEST_WEBHOOK_SECRET_FILE", str(secret_file))
     monkeypatch.setenv("CSFABRIC_INGEST_POLL_INTERVAL", "0")
+    # Refusals are audited as one count per window; a 1 s window keeps the forged test short.
+    monkeypatch.setenv("CSFABRIC_INGEST_WEBHOOK_REJECT_WINDOW", "1")
     settings = FabricSettings(nats_url=nats_server.url, state_dir=tmp_path, log_level="WARNING")
     stop = asyncio.Event()
     service = asyncio.create_task(run_service("ingest", setup, settings=settings, stop=stop))
@@ -246,17 +248,20 @@ async def test_a_forged_signature_gets_401_and_is_audited(ingest: RunningIngest)
 
     js = ingest.bus.js
     record: AuditRecord | None = None
-    deadline = asyncio.get_running_loop().time() + 5
+    deadline = asyncio.get_running_loop().time() + 10  # the window ends, then the flush
     while record is None:
         try:
             raw = await js.get_last_msg("CSFABRIC_AUDIT", "csfabric.audit.ingest")
         except NotFoundError:
-            assert asyncio.get_running_loop().time() < deadline, "no audit record in 5 s"
+            assert asyncio.get_running_loop().time() < deadline, "no audit record in 10 s"
             await asyncio.sleep(0.05)
             continue
         record = AuditRecord.model_validate(json.loads(raw.data or b"{}"))
     assert record.service == "ingest"
     assert record.reason  # says why (the signature) and from where
     assert record.outcome != "success"  # nothing was ingested
+    assert record.evidence is not None
+    assert record.evidence["count"] == 1
+    assert record.evidence["kind"] == "bad-signature"
     info = await js.stream_info("CSFABRIC_EVENTS")
     assert info.state.messages == 0, "a forged delivery must not be stored"

@@ -191,6 +191,7 @@ async def test_heartbeat_refreshes_in_a_ttl_bucket(bus: Bus) -> None:
         value = json.loads((await kv.get(heartbeat.key)).value or b"")
         assert set(value) == {
             "service", "instance", "pid", "host", "started", "seen", "version", "ops_url",
+            "warnings",
         }  # fmt: skip
         assert heartbeat.key == f"alpha.{heartbeat.instance}"
         assert "." not in heartbeat.instance

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from csfabric.cloudstack.simulator.feeds import webhook_signature as simulator_signature
 from csfabric.ingest.logic import (
+    EVIDENCE_LIMIT,
+    OTHER_SOURCE,
     WEBHOOK_STATUS,
+    Rejection,
+    RejectTally,
     action_fingerprint,
     api_date,
     check_request,
     check_signature,
     dlq_msg_id,
+    evidence_text,
     native_fingerprint,
     next_watermark,
     parse_watermark,
@@ -24,6 +30,7 @@ from csfabric.ingest.logic import (
     row_time,
     rows_to_process,
     seen_key,
+    usable_header,
     webhook_signature,
 )
 
@@ -70,9 +77,106 @@ def test_every_outcome_is_answered_200() -> None:
     assert set(WEBHOOK_STATUS) == {"stored", "duplicate", "test", "dead-lettered"}
 
 
+# Every shape of a bad X-CS-Signature: aiohttp hands non-UTF-8 header bytes on as
+# surrogate escapes, which made ``.encode()`` raise (a 500) before.
+MALFORMED = [
+    "\udcff\udcfe",  # b"\xff\xfe" as aiohttp decodes it
+    "é" * 44,
+    "not base64 at all!",
+    "bm9wZQ==",  # base64, but 4 bytes
+    base64.b64encode(b"x" * 31).decode(),
+    base64.b64encode(b"x" * 33).decode(),
+    "A" * 10_000,
+]
+
+
+@pytest.mark.parametrize("signature", MALFORMED)
+def test_a_malformed_signature_is_401_never_an_exception(signature: str) -> None:
+    refused = check_signature(SECRET, BODY, signature)
+    assert refused is not None
+    assert refused.status == 401
+    assert refused.kind == "malformed-signature"
+    assert signature not in refused.reason
+
+
+def test_rejections_are_classified() -> None:
+    missing = check_signature(SECRET, BODY, "  ")
+    wrong = check_signature(SECRET, BODY, webhook_signature(b"other", BODY))
+    assert missing is not None
+    assert missing.kind == "missing-signature"
+    assert wrong is not None
+    assert wrong.kind == "bad-signature"
+    assert check_signature(SECRET, BODY, " " + webhook_signature(SECRET, BODY) + " ") is None
+
+
+def test_unusable_header_values_are_dropped() -> None:
+    uuid_ = "0d1f3f5e-1b7c-4f0e-9d55-2f0a7e4b9c11"
+    assert usable_header("X-CS-Event-ID", uuid_)
+    assert not usable_header("X-CS-Event-ID", "\udcff" + uuid_)  # non-UTF-8 bytes
+    assert not usable_header("x-cs-event-id", "a" * 129)
+    assert not usable_header("X-CS-Event-ID", "  ")
+    assert not usable_header("X-CS-Event-ID", "ü")
+    assert usable_header("User-Agent", "CS-Hookshot/ü")
+    assert not usable_header("User-Agent", "\udc80")
+
+
+def test_evidence_is_bounded_and_printable() -> None:
+    assert evidence_text("CS-Hookshot/1") == "CS-Hookshot/1"
+    assert evidence_text(None) == ""
+    long = evidence_text("u" * 8192)
+    assert long.startswith("u" * EVIDENCE_LIMIT)
+    assert len(long) < EVIDENCE_LIMIT + 40
+    assert "8192" in long
+    evidence_text("\udcff").encode("utf-8")  # a surrogate never reaches an encoder
+
+
+FORGED = Rejection(401, "X-CS-Signature does not match the body", "bad-signature")
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def test_rejections_are_counted_per_source_and_window_not_per_body() -> None:
+    tally = RejectTally(60, max_sources=10)
+    for i in range(1000):  # 1000 distinct forged bodies from one sender, within a minute
+        tally.add(T0 + timedelta(seconds=i * 0.05), "10.0.0.1", FORGED, 1000 + i, {})
+    tally.add(T0 + timedelta(seconds=1), "10.0.0.2", FORGED, 5, {"user_agent": "x" * 8192})
+    assert len(tally) == 2
+    assert tally.due(T0 + timedelta(seconds=59)) == []  # the window is still open
+    first, second = tally.due(T0 + timedelta(seconds=60))
+    assert (first.source, first.count) == ("10.0.0.1", 1000)
+    assert first.bytes == sum(1000 + i for i in range(1000))
+    assert (first.start, first.end) == (T0, T0 + timedelta(seconds=60))
+    assert len(second.evidence["user_agent"]) < EVIDENCE_LIMIT + 40
+    tally.done(first)
+    assert tally.pending() == [second]
+    tally.add(T0 + timedelta(seconds=61), "10.0.0.1", FORGED, 1, {})
+    assert [e.count for e in tally.pending()] == [1, 1]  # a new window, a new count
+    assert tally.window_end(T0 + timedelta(seconds=61)) == T0 + timedelta(seconds=120)
+
+
+def test_sources_and_waiting_windows_are_bounded() -> None:
+    tally = RejectTally(60, max_sources=3, max_windows=5)
+    for i in range(50):
+        tally.add(T0, f"10.0.0.{i}", FORGED, 1, {})
+    entries = tally.pending()
+    assert [e.source for e in entries].count(OTHER_SOURCE) == 1
+    assert sum(e.count for e in entries) == 50
+    assert len(entries) == 4
+    for minute in range(1, 100):  # the audit stream away for 100 minutes: nothing flushed
+        tally.add(T0 + timedelta(minutes=minute), "10.0.0.1", FORGED, 1, {})
+    entries = tally.pending()
+    assert len(entries) <= 5 * 4
+    assert sum(e.count for e in entries) == 149  # merged, never dropped
+    assert min(e.start for e in entries) == T0
+
+
 def test_audit_and_dlq_keys_are_stable_and_distinct() -> None:
-    assert reject_audit_key("1.2.3.4", BODY) == reject_audit_key("1.2.3.4", BODY)
-    assert reject_audit_key("1.2.3.4", BODY) != reject_audit_key("5.6.7.8", BODY)
+    tally = RejectTally(60)
+    tally.add(T0, "1.2.3.4", FORGED, 1, {})
+    tally.add(T0, "5.6.7.8", FORGED, 1, {})
+    a, b = tally.pending()
+    assert reject_audit_key("host-1", a) == reject_audit_key("host-1", a)
+    assert reject_audit_key("host-1", a) != reject_audit_key("host-1", b)
+    assert reject_audit_key("host-1", a) != reject_audit_key("host-2", a)  # replicas
     assert dlq_msg_id(BODY) == dlq_msg_id(BODY)
     assert dlq_msg_id(BODY).startswith("dlq:ingest:")
     assert dlq_msg_id(BODY) != dlq_msg_id(BODY + b" ")

@@ -1,8 +1,11 @@
 """``csfabric run ingest``: wires the pipeline to every configured feed.
 
-Always: the webhook receiver.  When ``poll_interval > 0`` and CloudStack keys are known:
-the ``listEvents`` poller, on the lease holder only.  When configured: the AMQP and Kafka
-feeds (imported only then, so their client libraries load only when used).
+Always: the webhook receiver, and the stream watcher (ingest is the fabric's main publisher,
+so it is where the fill of every contract stream is measured and a stream about to refuse
+messages is alerted; see ``kernel.streamwatch``).  When ``poll_interval > 0`` and
+CloudStack keys are known: the ``listEvents`` poller, on the lease holder only.  When
+configured: the AMQP and Kafka feeds (imported only then, so their client libraries load
+only when used).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from csfabric.cloudstack.settings import CloudStackSettings
 from csfabric.kernel.leases import BUCKET as LEASE_BUCKET
 from csfabric.kernel.leases import Lease
 from csfabric.kernel.runtime import ServiceContext
+from csfabric.kernel.streamwatch import StreamWatch
 
 from .pipeline import SEEN_BUCKET, Pipeline, SeenSet
 from .poller import LEASE_NAME, STATE_BUCKET, Poller
@@ -35,6 +39,7 @@ class Ingest:
 
     pipeline: Pipeline
     webhook: WebhookReceiver
+    streams: StreamWatch
     poller: Poller | None = None
     feeds: list[Any] = field(default_factory=list)
 
@@ -60,7 +65,9 @@ async def start_ingest(
     webhook = WebhookReceiver(ctx, pipeline, settings)
     await webhook.start()
     ctx.on_stop(webhook.stop)
-    ingest = Ingest(pipeline, webhook)
+    streams = StreamWatch(ctx.bus, ctx.metrics)
+    ctx.spawn(streams.run(), name="stream-watch")
+    ingest = Ingest(pipeline, webhook, streams)
     if polling:
         ingest.poller = await _start_poller(ctx, pipeline, settings, cloudstack)
     if settings.amqp_url:

@@ -7,10 +7,11 @@ tested on its own and the handlers stay thin.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -29,12 +30,22 @@ SIGNATURE_HEADER = "X-CS-Signature"
 EVENT_ID_HEADER = "X-CS-Event-ID"
 
 
+# Longest received value kept as evidence in a rejection record (a header may be 8 KB).
+EVIDENCE_LIMIT = 200
+# Longest X-CS-Event-ID kept (CloudStack sends a 36-character uuid).
+EVENT_ID_LIMIT = 128
+OTHER_SOURCE = "other"
+_HMAC_BYTES = 32  # SHA-256
+
+
 @dataclass(frozen=True)
 class Rejection:
-    """Why a webhook request is refused: the HTTP status and a reason safe to log."""
+    """Why a webhook request is refused: the HTTP status, a reason safe to log, and a short
+    ``kind`` that rejections are counted by (``missing-signature``, ``bad-signature`` …)."""
 
     status: int
     reason: str
+    kind: str = ""
 
 
 def check_request(method: str, content_length: int | None, max_bytes: int) -> Rejection | None:
@@ -52,22 +63,175 @@ def webhook_signature(secret: bytes, body: bytes) -> str:
 
 
 def check_signature(secret: bytes | None, body: bytes, signature: str | None) -> Rejection | None:
-    """None when accepted; a 401 when a secret is configured and the signature is missing or
-    wrong.  The comparison is constant-time; the reason never quotes the signature."""
+    """None when accepted; a 401 when a secret is configured and the signature is missing,
+    malformed (not ASCII — aiohttp hands non-UTF-8 bytes on as surrogates —, not base64, not
+    32 bytes) or wrong.  No secret means the receiver was started with ``allow_unsigned``.
+    The comparison is constant-time; the reason never quotes the signature."""
     if secret is None:
         return None
-    if not signature:
-        return Rejection(401, f"missing {SIGNATURE_HEADER}")
-    expected = webhook_signature(secret, body).encode()
-    if not hmac.compare_digest(signature.strip().encode(), expected):
-        return Rejection(401, f"{SIGNATURE_HEADER} does not match the body")
+    if not signature or not signature.strip():
+        return Rejection(401, f"missing {SIGNATURE_HEADER}", "missing-signature")
+    try:
+        given = base64.b64decode(signature.strip().encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error):
+        given = b""
+    if len(given) != _HMAC_BYTES:
+        reason = f"{SIGNATURE_HEADER} is not a base64 HMAC-SHA256"
+        return Rejection(401, reason, "malformed-signature")
+    expected = hmac.new(secret, body, hashlib.sha256).digest()
+    if not hmac.compare_digest(given, expected):
+        return Rejection(401, f"{SIGNATURE_HEADER} does not match the body", "bad-signature")
     return None
 
 
-def reject_audit_key(remote: str, body: bytes) -> str:
-    """Audit key of a refused request: the same forged body from the same address (e.g. the
-    sender's retries) is one record, a flood of different ones is many."""
-    return "ingest:reject-webhook:" + hashlib.sha256(remote.encode() + b"\0" + body).hexdigest()
+def usable_header(name: str, value: str) -> bool:
+    """Whether a received header value may travel on with the event.
+
+    aiohttp decodes header bytes as UTF-8 with surrogate escapes, so a non-UTF-8 value
+    arrives as a string no encoder takes; kept, it would fail the event's serialisation on
+    every retry.  The headers are not covered by the signature (only the body is) and the
+    event's id comes from the body, so such a value is dropped and the event kept.
+    ``X-CS-Event-ID`` must also look like an id (CloudStack sends a uuid).
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    if name.lower() == EVENT_ID_HEADER.lower():
+        text = value.strip()
+        return 0 < len(text) <= EVENT_ID_LIMIT and text.isascii() and text.isprintable()
+    return True
+
+
+def evidence_text(value: str | None, limit: int = EVIDENCE_LIMIT) -> str:
+    """A received value as evidence: printable in any encoding, cut to ``limit`` characters."""
+    if not value:
+        return ""
+    text = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > limit:
+        return f"{text[:limit]}… ({len(value)} characters)"
+    return text
+
+
+# -- rejected requests, counted ---------------------------------------------------------------
+
+
+@dataclass
+class RejectCount:
+    """Requests from one source refused for one reason within [start, end)."""
+
+    source: str
+    kind: str
+    reason: str
+    start: datetime
+    end: datetime
+    count: int = 0
+    bytes: int = 0
+    evidence: dict[str, str] = field(default_factory=dict)  # of the first request, bounded
+
+
+class RejectTally:
+    """Counts of refused webhook requests per (window, source, kind), held in memory.
+
+    An unauthenticated sender must not be able to write one audit record per request (the
+    trail would be pushed out), nor make the 401 wait for the audit stream, nor grow memory
+    without bound.  So a refusal only counts here, and one record per entry is written once
+    its window has ended.  Bounded: at most ``max_sources`` sources a window (later ones count
+    as ``other``), at most ``max_windows`` windows waiting (while the audit stream is away,
+    the oldest is merged into the next).
+    """
+
+    def __init__(self, window: float, max_sources: int = 100, max_windows: int = 60) -> None:
+        self.window, self.max_sources, self.max_windows = window, max_sources, max_windows
+        self._counts: dict[tuple[int, str, str], RejectCount] = {}
+        self._sources: dict[int, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def window_end(self, now: datetime) -> datetime:
+        """When the window holding ``now`` ends."""
+        return self._start(self._index(now) + 1)
+
+    def add(
+        self, now: datetime, source: str, why: Rejection, size: int, evidence: Mapping[str, str]
+    ) -> None:
+        index = self._index(now)
+        source = self._admit(index, source)
+        key = (index, source, why.kind)
+        entry = self._counts.get(key)
+        if entry is None:
+            entry = RejectCount(
+                source=source,
+                kind=why.kind,
+                reason=why.reason,
+                start=self._start(index),
+                end=self._start(index + 1),
+                evidence={k: evidence_text(v) for k, v in evidence.items()},
+            )
+            self._counts[key] = entry
+        entry.count += 1
+        entry.bytes += size
+        self._fold()
+
+    def due(self, now: datetime) -> list[RejectCount]:
+        """Entries whose window has ended by ``now``, oldest first."""
+        return sorted((e for e in self._counts.values() if e.end <= now), key=_order)
+
+    def pending(self) -> list[RejectCount]:
+        """Every entry, the open window's too (for the last flush at shutdown)."""
+        return sorted(self._counts.values(), key=_order)
+
+    def done(self, entry: RejectCount) -> None:
+        """``entry`` is recorded: forget it."""
+        for key, held in list(self._counts.items()):
+            if held is entry:
+                del self._counts[key]
+                if not any(k[0] == key[0] for k in self._counts):
+                    self._sources.pop(key[0], None)
+                return
+
+    def _index(self, now: datetime) -> int:
+        return int(now.timestamp() // self.window)
+
+    def _start(self, index: int) -> datetime:
+        return datetime.fromtimestamp(index * self.window, UTC)
+
+    def _admit(self, index: int, source: str) -> str:
+        sources = self._sources.setdefault(index, set())
+        if source in sources:
+            return source
+        if len(sources) >= self.max_sources:
+            return OTHER_SOURCE
+        sources.add(source)
+        return source
+
+    def _fold(self) -> None:
+        while len(self._sources) > self.max_windows:
+            oldest, into = sorted(self._sources)[:2]
+            self._sources.pop(oldest)
+            for key in [k for k in self._counts if k[0] == oldest]:
+                old = self._counts.pop(key)
+                source = self._admit(into, old.source)
+                merged = self._counts.get((into, source, old.kind))
+                if merged is None:
+                    old.source, old.end = source, self._start(into + 1)
+                    self._counts[(into, source, old.kind)] = old
+                else:
+                    merged.count += old.count
+                    merged.bytes += old.bytes
+                    merged.start = min(merged.start, old.start)
+
+
+def _order(entry: RejectCount) -> tuple[datetime, str, str]:
+    return entry.start, entry.source, entry.kind
+
+
+def reject_audit_key(instance: str, entry: RejectCount) -> str:
+    """Audit key of one count: stable, so a flush retried after a failure is stored once;
+    the instance is part of it, since every replica counts its own requests."""
+    parts = (instance, entry.start.isoformat(), entry.source, entry.kind)
+    return "ingest:reject-webhook:" + hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def dlq_msg_id(body: bytes) -> str:
@@ -196,15 +360,21 @@ def seen_key(event_id: str) -> str | None:
 
 __all__ = [
     "EVENT_ID_HEADER",
+    "EVENT_ID_LIMIT",
+    "EVIDENCE_LIMIT",
+    "OTHER_SOURCE",
     "SIGNATURE_HEADER",
     "WEBHOOK_STATUS",
     "Outcome",
+    "RejectCount",
+    "RejectTally",
     "Rejection",
     "action_fingerprint",
     "api_date",
     "check_request",
     "check_signature",
     "dlq_msg_id",
+    "evidence_text",
     "native_fingerprint",
     "next_watermark",
     "parse_watermark",
@@ -215,5 +385,6 @@ __all__ = [
     "row_time",
     "rows_to_process",
     "seen_key",
+    "usable_header",
     "webhook_signature",
 ]

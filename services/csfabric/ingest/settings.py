@@ -58,11 +58,32 @@ class IngestSettings(CsfabricSettings):
     webhook_secret_file: Path | None = Field(
         None,
         validation_alias=_env("webhook_secret_file", "CSFABRIC_CLOUDSTACK_WEBHOOK_SECRET_FILE"),
-        description="file holding the webhook's HMAC secret; None = signatures not checked",
+        description="file holding the webhook's HMAC secret; None = refuse to start, unless"
+        " webhook_allow_unsigned",
+    )
+    webhook_allow_unsigned: bool = Field(
+        False,
+        description="with no secret file, accept unsigned deliveries (warned at start, in"
+        " doctor and status) instead of refusing to start",
     )
     webhook_max_bytes: int = Field(1 << 20, gt=0, description="largest webhook body accepted")
     webhook_timeout: float = Field(
         8.0, gt=0, description="wall seconds to store a delivery before answering 503"
+    )
+    webhook_retry_after: int = Field(
+        30, ge=0, description="Retry-After seconds of a 503 (NATS away, stream full)"
+    )
+    webhook_header_timeout: float = Field(
+        10.0, gt=0, description="wall seconds a connection may take to send a request head"
+    )
+    webhook_read_timeout: float = Field(
+        5.0, gt=0, description="wall seconds to read a request body before answering 408"
+    )
+    webhook_reject_window: float = Field(
+        60.0, gt=0, description="fabric seconds of one rejection count (one audit record each)"
+    )
+    webhook_reject_sources: int = Field(
+        100, gt=0, description="distinct sources counted per window; the rest count as 'other'"
     )
     poll_interval: float = Field(60.0, ge=0, description="fabric seconds between polls; 0 = off")
     poll_horizon: float = Field(86400.0, gt=0, description="fabric seconds the poller looks back")

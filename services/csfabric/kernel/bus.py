@@ -60,6 +60,21 @@ _RETRYABLE = (
 
 T = TypeVar("T")
 
+# What JetStream answers (503, err_code 10077) when a DiscardPolicy.NEW stream is at a limit.
+_FULL = ("maximum bytes exceeded", "maximum messages exceeded", "maximum messages per subject")
+
+
+class StreamFullError(TransientError):
+    """The stream refused the message: it is at its max_bytes/max_msgs (``DiscardPolicy.NEW``).
+
+    Back-pressure, not a broker hiccup, so it is raised at once instead of retried: the
+    caller keeps the message (webhook 503, feed nak/pause) and tries again later.
+    """
+
+
+def _stream_full(exc: ServiceUnavailableError) -> bool:
+    return any(text in (exc.description or "") for text in _FULL)
+
 
 async def retry_broker(call: Callable[[], Awaitable[T]], *, what: str, attempts: int = 12) -> T:
     """Await ``call()`` again while NATS is briefly away (a restart, a leader election).
@@ -191,10 +206,16 @@ class Bus:
             raise PermanentError(
                 f"message for {subject} is {len(payload)} bytes; NATS accepts at most {limit}"
             )
-        ack: PubAck = await self.retry(
-            lambda: self.js.publish(subject, payload, headers=headers or None),
-            what=f"publish {subject}",
-        )
+
+        async def send() -> PubAck:
+            try:
+                return await self.js.publish(subject, payload, headers=headers or None)
+            except ServiceUnavailableError as exc:
+                if _stream_full(exc):
+                    raise StreamFullError(f"publish {subject}: {exc.description}") from exc
+                raise
+
+        ack: PubAck = await self.retry(send, what=f"publish {subject}")
         if self.metrics is not None:
             self.metrics.event_out(subject)
         return ack
@@ -234,4 +255,4 @@ async def _log_reconnect() -> None:
     log.info("nats: reconnected")
 
 
-__all__ = ["MSG_ID", "Bus"]
+__all__ = ["MSG_ID", "Bus", "StreamFullError"]

@@ -65,6 +65,7 @@ class Heartbeat:
         instance: str | None = None,
         interval: float = INTERVAL,
         ops_url: str | None = None,
+        warnings: list[str] | None = None,
     ) -> None:
         self.bus = bus
         self.service = service
@@ -72,6 +73,7 @@ class Heartbeat:
         self.key = f"{key_token(service)}.{self.instance}"
         self.interval = interval
         self.ops_url = ops_url
+        self.warnings = warnings if warnings is not None else []  # read at every beat
         self.started = _wall_now()
         self._kv: KeyValue | None = None
         self._task: asyncio.Task[None] | None = None
@@ -86,6 +88,7 @@ class Heartbeat:
             "seen": _wall_now(),
             "version": _package_version(),
             "ops_url": self.ops_url,
+            "warnings": list(self.warnings),
         }
 
     async def start(self) -> None:

@@ -68,6 +68,12 @@ class Metrics:
             ["service", "stream", "consumer"],
             registry=r,
         )
+        self._stream_fill = Gauge(
+            "csfabric_stream_fill_ratio",
+            "How full a stream is: the larger of bytes/max_bytes and messages/max_msgs",
+            ["service", "stream"],
+            registry=r,
+        )
         self._handler = Histogram(
             "csfabric_handler_seconds",
             "Handler run time",
@@ -97,6 +103,10 @@ class Metrics:
 
     def set_lag(self, stream: str, consumer: str, value: float) -> None:
         self._lag.labels(self.service, stream, consumer).set(value)
+
+    def set_stream_fill(self, stream: str, ratio: float) -> None:
+        """``stream`` is a contract stream name: a fixed, small label set."""
+        self._stream_fill.labels(self.service, stream).set(ratio)
 
     def observe_handler(self, subject: str, seconds: float) -> None:
         self._handler.labels(self.service, *subject_labels(subject)).observe(seconds)

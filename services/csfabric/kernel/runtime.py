@@ -58,6 +58,9 @@ class ServiceContext:
     ops: OpsServer
     policies: PolicyWatcher
     gate: ActionGate
+    # What an operator must know about this instance (e.g. "accepts unsigned webhooks"):
+    # carried in its heartbeat, so `csfabric status` shows it.
+    warnings: list[str] = field(default_factory=list)
     _stops: list[StopCallback] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -120,7 +123,7 @@ async def run_service(
         await setup(ctx)
         # Announced only once set up, and withdrawn first at shutdown (on_stop runs last
         # registered first), so `csfabric status` lists services that are really running.
-        heartbeat = Heartbeat(bus, name, ops_url=ops.url)
+        heartbeat = Heartbeat(bus, name, ops_url=ops.url, warnings=ctx.warnings)
         await heartbeat.start()
         ctx.on_stop(heartbeat.stop)
         log.info("%s started", name, extra={"ops_url": ops.url, "clock": clock.spec})

@@ -1,4 +1,12 @@
-"""The JetStream streams of the contracts, created idempotently with file storage and limits."""
+"""The JetStream streams of the contracts, created idempotently with file storage and limits.
+
+A full stream refuses new messages (``DiscardPolicy.NEW``) rather than deleting the oldest:
+what it holds is unconsumed events, audit records, dead letters, operator commands and policy
+history, none of which may vanish silently.  The publisher gets the refusal
+(``StreamFullError``) and pushes back on its source; ``kernel.streamwatch`` raises an alert
+well before that point.  Only ``CSFABRIC_ALERTS`` keeps discarding the oldest: alerts are
+signals whose newest matter most, and the "stream full" alert itself must always find room.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +26,14 @@ STREAMS: dict[str, tuple[str, ...]] = {
     "CSFABRIC_POLICIES": ("csfabric.policy.>",),
 }
 
+# Streams that may drop their oldest message when full; every other one refuses new ones.
+DISCARD_OLD: frozenset[str] = frozenset({"CSFABRIC_ALERTS"})
+
+
+def discard_policy(name: str) -> DiscardPolicy:
+    """``OLD`` for the alert stream only; ``NEW`` (back-pressure) for every other stream."""
+    return DiscardPolicy.OLD if name in DISCARD_OLD else DiscardPolicy.NEW
+
 
 def stream_config(name: str, subjects: tuple[str, ...], limits: StreamLimits) -> StreamConfig:
     return StreamConfig(
@@ -29,7 +45,7 @@ def stream_config(name: str, subjects: tuple[str, ...], limits: StreamLimits) ->
         # JetStream refuses a dedupe window longer than the retention.
         duplicate_window=min(limits.duplicate_window_seconds, limits.max_age_seconds),
         num_replicas=limits.replicas,
-        discard=DiscardPolicy.OLD,
+        discard=discard_policy(name),
     )
 
 
@@ -41,7 +57,8 @@ async def ensure_streams(
     """Create or update every stream; returns ``{name: "created" | "updated" | "unchanged"}``.
 
     Safe to run from every replica at every start: an existing stream is only updated when
-    its subjects or limits differ from the settings.
+    its subjects, limits or discard policy differ from the settings (a stream created by an
+    older release with ``DiscardPolicy.OLD`` is switched to ``NEW``).
     """
     limits = limits or StreamLimits()
     result: dict[str, str] = {}
@@ -60,6 +77,7 @@ async def ensure_streams(
             and have.max_bytes == wanted.max_bytes
             and have.duplicate_window == wanted.duplicate_window
             and (have.num_replicas or 1) == wanted.num_replicas
+            and (have.discard or DiscardPolicy.OLD) == wanted.discard
         ):
             result[name] = "unchanged"
         else:
@@ -86,4 +104,11 @@ def _matches(pattern: str, subject: str) -> bool:
     return len(want) == len(have)
 
 
-__all__ = ["STREAMS", "ensure_streams", "stream_config", "stream_for_subject"]
+__all__ = [
+    "DISCARD_OLD",
+    "STREAMS",
+    "discard_policy",
+    "ensure_streams",
+    "stream_config",
+    "stream_for_subject",
+]

@@ -1,4 +1,5 @@
-"""``csfabric status``: services seen, lease holders, consumer lag, DLQ depth, paused policies.
+"""``csfabric status``: services seen (and their warnings), lease holders, consumer lag, stream
+fill, DLQ depth, paused policies.
 
 Everything is read from NATS, so the answer is the same from any machine that reaches it;
 the URL comes from the usual settings, which include a running ``csfabric dev``'s
@@ -27,6 +28,7 @@ from ._collect import (
     PausedPolicy,
     ServiceSeen,
     StatusReport,
+    StreamFill,
     collect_status,
     read_bucket,
 )
@@ -66,6 +68,7 @@ __all__ = [
     "PausedPolicy",
     "ServiceSeen",
     "StatusReport",
+    "StreamFill",
     "collect_status",
     "read_bucket",
     "run_status",

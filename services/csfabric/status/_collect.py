@@ -1,11 +1,11 @@
 """Collecting the status report: what runs, who holds which lease, how far behind consumers are.
 
 Everything is read from NATS, so the answer is the same from any machine: heartbeats
-(``csfabric_status``), leases (``csfabric_leases``), consumer info of every contract
-stream, the dead-letter stream, and paused policies plus the kill switch
-(``csfabric_policies``).  Other processes write these buckets while we read them, so a
-missing bucket is an empty section and a value we cannot parse is reported as a problem,
-never a crash.
+(``csfabric_status``, with each instance's warnings), leases (``csfabric_leases``), consumer
+info and fill of every contract stream, the dead-letter stream, and paused policies plus the
+kill switch (``csfabric_policies``).  Other processes write these buckets while we read them,
+so a missing bucket is an empty section and a value we cannot parse is reported as a
+problem, never a crash.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from pydantic import BaseModel, Field
 
@@ -24,6 +25,7 @@ from csfabric.kernel.bus import Bus
 from csfabric.kernel.heartbeat import BUCKET as STATUS_BUCKET
 from csfabric.kernel.leases import BUCKET as LEASE_BUCKET
 from csfabric.kernel.streams import STREAMS
+from csfabric.kernel.streamwatch import fill_ratio
 
 # Named here rather than imported: status must work against whatever the policy store
 # wrote, and the names are fixed by the contracts (DESIGN.md, "Policies").
@@ -43,6 +45,9 @@ class ServiceSeen(BaseModel):
     seen: datetime | None = None
     age_seconds: float | None = Field(None, description="since the last heartbeat (wall time)")
     ops_url: str | None = None
+    warnings: list[str] = Field(
+        default_factory=list, description="what the instance says an operator must know"
+    )
 
 
 class LeaseHolder(BaseModel):
@@ -58,6 +63,16 @@ class ConsumerLag(BaseModel):
     num_pending: int = Field(0, description="stored but not yet delivered")
     num_ack_pending: int = Field(0, description="delivered, not yet acked")
     num_redelivered: int = 0
+
+
+class StreamFill(BaseModel):
+    stream: str
+    messages: int = 0
+    bytes: int = 0
+    max_bytes: int | None = None
+    max_msgs: int | None = None
+    ratio: float = Field(0.0, description="the larger of bytes/max_bytes and messages/max_msgs")
+    refuses_when_full: bool = Field(True, description="DiscardPolicy.NEW: full = back-pressure")
 
 
 class DlqDepth(BaseModel):
@@ -85,6 +100,7 @@ class StatusReport(BaseModel):
     services: list[ServiceSeen] = Field(default_factory=list)
     leases: list[LeaseHolder] = Field(default_factory=list)
     consumers: list[ConsumerLag] = Field(default_factory=list)
+    streams: list[StreamFill] = Field(default_factory=list)
     dlq: DlqDepth = Field(default_factory=DlqDepth)
     paused_policies: list[PausedPolicy] = Field(default_factory=list)
     global_pause: GlobalPause | None = None
@@ -146,6 +162,7 @@ async def _services(js: JetStreamContext, report: StatusReport) -> None:
         service, _, instance = key.partition(".")
         seen = _time(data.get("seen"))
         pid = data.get("pid")
+        warnings = data.get("warnings")
         report.services.append(
             ServiceSeen(
                 service=str(data.get("service") or service),
@@ -157,6 +174,7 @@ async def _services(js: JetStreamContext, report: StatusReport) -> None:
                 seen=seen,
                 age_seconds=round((wall - seen).total_seconds(), 1) if seen else None,
                 ops_url=_str(data.get("ops_url")),
+                warnings=[str(w) for w in warnings] if isinstance(warnings, list) else [],
             )
         )
 
@@ -200,6 +218,28 @@ async def _consumers(js: JetStreamContext, report: StatusReport) -> None:
             offset += len(page)
 
 
+async def _streams(js: JetStreamContext, report: StatusReport) -> None:
+    for stream in STREAMS:
+        try:
+            info = await js.stream_info(stream)
+        except NotFoundError:
+            continue
+        config, state = info.config, info.state
+        report.streams.append(
+            StreamFill(
+                stream=stream,
+                messages=state.messages,
+                bytes=state.bytes,
+                max_bytes=config.max_bytes,
+                max_msgs=config.max_msgs if (config.max_msgs or 0) > 0 else None,
+                ratio=round(
+                    fill_ratio(state.bytes, config.max_bytes, state.messages, config.max_msgs), 4
+                ),
+                refuses_when_full=config.discard != DiscardPolicy.OLD,
+            )
+        )
+
+
 async def _dlq(js: JetStreamContext, report: StatusReport) -> None:
     try:
         info = await js.stream_info(DLQ_STREAM, subjects_filter=">")
@@ -240,6 +280,7 @@ async def collect_status(bus: Bus, *, now: datetime | None = None) -> StatusRepo
         "services": lambda: _services(bus.js, report),
         "leases": lambda: _leases(bus.js, report, fabric_now),
         "consumers": lambda: _consumers(bus.js, report),
+        "streams": lambda: _streams(bus.js, report),
         "dlq": lambda: _dlq(bus.js, report),
         "policies": lambda: _policies(bus.js, report),
     }

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ._collect import StatusReport
@@ -37,6 +38,10 @@ def render(report: StatusReport, console: Console, nats_url: str) -> None:
         for s in report.services
     )  # fmt: skip
     console.print(_table("services", ("service", "instance", "seen", "version", "ops"), services))
+    for seen in report.services:
+        for warning in seen.warnings:
+            where = escape(f"{seen.service}/{seen.instance}: {warning}")
+            console.print(f"[bold yellow]warning:[/] {where}")
     leases = (
         (lease.name, lease.holder, _when(lease.expires), "expired" if lease.expired else "held")
         for lease in report.leases
@@ -48,6 +53,13 @@ def render(report: StatusReport, console: Console, nats_url: str) -> None:
     )
     columns = ("stream", "consumer", "pending", "ack pending", "redelivered")
     console.print(_table("consumer lag", columns, consumers))
+    streams = (
+        (f.stream, f.messages, f.bytes, f.max_bytes, f"{f.ratio:.0%}",
+         "refuses new" if f.refuses_when_full else "drops oldest")
+        for f in report.streams
+    )  # fmt: skip
+    fill_columns = ("stream", "messages", "bytes", "max bytes", "full", "when full")
+    console.print(_table("streams", fill_columns, streams))
     dlq = sorted(report.dlq.subjects.items())
     console.print(_table(f"dead letters: {report.dlq.messages}", ("subject", "messages"), dlq))
     paused = (
