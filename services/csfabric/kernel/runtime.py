@@ -79,9 +79,7 @@ class ServiceContext:
         """Start a consumer whose options follow the settings (``CSFABRIC_MAX_DELIVER``, …;
         ``options`` override them); it is stopped at shutdown."""
         opts = ConsumerOptions.from_settings(self.settings, **options)
-        consumer: Consumer[Any] = Consumer(
-            self.bus, subject, durable, handler, opts, decode=decode
-        )
+        consumer: Consumer[Any] = Consumer(self.bus, subject, durable, handler, opts, decode=decode)
         await consumer.start()
         self.on_stop(consumer.stop)
         return consumer
