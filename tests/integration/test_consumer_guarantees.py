@@ -269,3 +269,24 @@ async def test_a_handler_slower_than_ack_wait_is_not_redelivered_to_a_second_wor
     assert len(calls) == 1, calls
     assert calls[0][1] == 1
     assert info.delivered.consumer_seq == 1  # the server delivered it exactly once
+
+
+async def test_a_consumer_made_by_an_older_release_gets_the_unlimited_server_bound(
+    bus: Bus,
+) -> None:
+    """Older releases set the server's max_deliver to ours + 1, which drops a message whose
+    dead letter failed on the last delivery; starting updates the durable consumer."""
+    old = Consumer(bus, SUBJECTS, "upgraded", _never_called, DEFAULTS).consumer_config()
+    old.max_deliver = DEFAULTS.max_deliver + 1
+    await bus.js.add_consumer(EVENTS_STREAM, old)
+    consumer: Consumer[CloudEvent] = Consumer(bus, SUBJECTS, "upgraded", _never_called, DEFAULTS)
+    await consumer.start()
+    try:
+        info = await bus.js.consumer_info(EVENTS_STREAM, "upgraded")
+    finally:
+        await consumer.stop()
+    assert info.config.max_deliver == -1
+
+
+async def _never_called(event: CloudEvent, delivery: Delivery) -> None:
+    raise AssertionError("no event is published in this test")
