@@ -75,6 +75,9 @@ class ConsumerOptions:
     max_workers: int = 64
     max_deliver: int = MAX_DELIVER
     ack_wait: float = 30.0
+    # Longest a message is kept alive in hand; then the server may redeliver it elsewhere.
+    # Above any sane handler: the CloudStack client waits at most 300 s for a job.
+    max_hold: float = 900.0
     backoff_base: float = BACKOFF_BASE
     backoff_cap: float = BACKOFF_CAP
     fetch_timeout: float = 1.0
@@ -121,7 +124,8 @@ class Consumer(Generic[T]):
         self._slots = asyncio.Semaphore(self.options.max_workers)
         self._tails: dict[str, asyncio.Task[float | None]] = {}
         self._tasks: set[asyncio.Task[float | None]] = set()
-        self._alive = KeepAlive(self.bus.clock.to_real(self.options.ack_wait) / 3)
+        clock, opts = self.bus.clock, self.options
+        self._alive = KeepAlive(clock.to_real(opts.ack_wait) / 3, clock.to_real(opts.max_hold))
         self._unsent: OrderedDict[tuple[str | None, int | None], DeadLetter] = OrderedDict()
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None

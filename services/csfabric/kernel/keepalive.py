@@ -28,19 +28,22 @@ class KeepAlive:
 
     ``interval`` is a third of the server's (real-time) ack wait: the check runs twice per
     interval, so a message is touched at most 1.5 intervals — half of ``ack_wait`` — after
-    its delivery or its last touch.
+    its delivery or its last touch.  After ``max_hold`` wall seconds a message is no longer
+    touched: a handler stuck that long must not keep its message (and the events of its
+    resource behind it) from every other worker for ever.
     """
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, max_hold: float = float("inf")) -> None:
         self.interval = max(0.01, interval)
-        self._held: dict[int, tuple[Msg, float]] = {}
+        self.max_hold = max_hold
+        self._held: dict[int, tuple[Msg, float, float]] = {}
         self.sent = 0
 
     def hold(self, messages: Iterable[Msg], delivered_at: float) -> None:
         """Start keeping ``messages`` alive; ``delivered_at`` (``time.monotonic()``) is a
         time no later than their delivery, e.g. when the fetch that got them began."""
         for msg in messages:
-            self._held[id(msg)] = (msg, delivered_at)
+            self._held[id(msg)] = (msg, delivered_at, delivered_at)
 
     def drop(self, msg: Msg) -> None:
         """``msg`` is settled (acked, naked) or abandoned: stop touching it."""
@@ -56,12 +59,16 @@ class KeepAlive:
             await self.touch_due(time.monotonic())
 
     async def touch_due(self, now: float) -> None:
-        due = [msg for msg, touched in self._held.values() if now - touched >= self.interval]
-        for msg in due:
+        due = [
+            (msg, since)
+            for msg, since, touched in self._held.values()
+            if now - touched >= self.interval and now - since < self.max_hold
+        ]
+        for msg, since in due:
             key = id(msg)
             if key not in self._held:  # settled while an earlier touch was awaited
                 continue
-            self._held[key] = (msg, now)
+            self._held[key] = (msg, since, now)
             # A lost touch only risks an early redelivery, which the idempotency keys make
             # harmless; it must never stop the keep-alive of the other messages.
             with contextlib.suppress(Exception):
