@@ -290,3 +290,41 @@ async def test_a_consumer_made_by_an_older_release_gets_the_unlimited_server_bou
 
 async def _never_called(event: CloudEvent, delivery: Delivery) -> None:
     raise AssertionError("no event is published in this test")
+
+
+async def test_a_message_redelivered_far_past_the_budget_is_dead_lettered_unhandled(
+    bus: Bus,
+) -> None:
+    """With no server bound, what bounds a message that kills every process handling it is
+    the consumer: past twice its budget of deliveries it is dead-lettered, not handled."""
+    calls: list[int] = []
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> None:
+        calls.append(delivery.deliveries)
+
+    consumer: Consumer[CloudEvent] = Consumer(bus, SUBJECTS, "crashing", handler, DEFAULTS)
+    await bus.js.add_consumer(EVENTS_STREAM, consumer.consumer_config())
+    killer = lifecycle("k-1", "vm.started", "vm-k")
+    await publish(bus, killer)
+    # Stand-in for processes that die while handling it: deliveries never settled.
+    sub = await bus.js.pull_subscribe_bind(durable="crashing", stream=EVENTS_STREAM)
+    for _ in range(2 * DEFAULTS.max_deliver):
+        [msg] = await sub.fetch(1, timeout=5)
+        await msg.nak()
+    await sub.unsubscribe()
+
+    await consumer.start()
+    try:
+        await eventually(lambda: stream_count(bus, DLQ_STREAM), within=10, what="a dead letter")
+        await eventually(
+            lambda: consumer_settled(bus, EVENTS_STREAM, "crashing"),
+            within=10,
+            what="consumer settled",
+        )
+        [message] = await stored(bus, DLQ_STREAM)
+    finally:
+        await consumer.stop()
+    assert message.data == killer.to_json()
+    letter = DeadLetter.from_message(message.data, message.headers or {})
+    assert (letter.error, letter.deliveries) == ("RedeliveryLimit", 2 * DEFAULTS.max_deliver + 1)
+    assert calls == []

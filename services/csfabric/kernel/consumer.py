@@ -329,6 +329,8 @@ class Consumer(Generic[T]):
             raw=msg.data,
         )
         unsent = self._unsent.pop((delivery.stream, delivery.stream_seq), None)
+        if unsent is None and delivery.deliveries > 2 * self.options.max_deliver:
+            unsent = self._unsettled(delivery)
         if unsent is not None:
             await self._dead_letter_then_ack(msg, delivery, unsent)
             return None
@@ -465,6 +467,28 @@ class Consumer(Generic[T]):
             stream_seq=delivery.stream_seq,
             time=self.bus.clock.now(),
             original=b"",  # the bytes are the delivery's: not kept twice in memory
+        )
+
+    def _unsettled(self, delivery: Delivery) -> DeadLetter:
+        """The dead letter of a message delivered far past the budget without being settled.
+
+        The server bound is unlimited, so this is what bounds a message that ends the
+        process each time it is handled (or whose dead letter the replica that decided it
+        could not store, and that another replica now sees, without the reason).
+        """
+        return DeadLetter(
+            service=self.bus.service,
+            reason=(
+                f"delivered {delivery.deliveries} times without being settled: the handler "
+                "may end the process, or an earlier dead letter could not be stored"
+            ),
+            error="RedeliveryLimit",
+            subject=delivery.subject,
+            deliveries=delivery.deliveries,
+            stream=delivery.stream,
+            stream_seq=delivery.stream_seq,
+            time=self.bus.clock.now(),
+            original=b"",
         )
 
     async def dead_letter(self, delivery: Delivery, error: BaseException) -> None:
