@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from csfabric.kernel.consumer import Verdict, backoff, verdict
+from csfabric.kernel.consumer import ConsumerOptions, Verdict, backoff, verdict
 from csfabric.kernel.dlq import DeadLetter
 from csfabric.kernel.errors import EnvelopeError, PermanentError, TransientError
 from csfabric.kernel.logs import register_secret
+from csfabric.kernel.settings import FabricSettings
 from csfabric.kernel.streams import stream_for_subject
 from hypothesis import given
 from hypothesis import strategies as st
@@ -84,3 +87,33 @@ def test_dead_letter_round_trip_and_one_line_redacted_reason() -> None:
 )
 def test_every_contract_subject_has_its_stream(subject: str, stream: str | None) -> None:
     assert stream_for_subject(subject) == stream
+
+
+def test_consumer_defaults_are_the_shared_settings_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CSFABRIC_MAX_DELIVER", raising=False)
+    monkeypatch.setenv("CSFABRIC_STATE_DIR", str(tmp_path))  # no dev.json of a real dev run
+    plain, configured = ConsumerOptions(), ConsumerOptions.from_settings(FabricSettings())
+    assert plain.max_deliver == configured.max_deliver == FabricSettings().max_deliver
+    assert plain.max_event_bytes == configured.max_event_bytes
+    # One backoff: what the consumer uses is backoff()'s default, 1 s doubling to 60 s.
+    defaults = inspect.signature(backoff).parameters
+    assert plain.backoff_base == defaults["base"].default == 1.0
+    assert plain.backoff_cap == defaults["cap"].default == 60.0
+
+
+def test_csfabric_max_deliver_sets_the_consumer_bound(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CSFABRIC_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("CSFABRIC_MAX_DELIVER", "3")
+    assert ConsumerOptions.from_settings(FabricSettings()).max_deliver == 3
+    assert ConsumerOptions.from_settings(FabricSettings(), max_deliver=7).max_deliver == 7
+    assert ConsumerOptions().max_deliver == 5  # usable without settings, as before
+
+
+@given(st.integers(1, 12))
+def test_default_backoff_doubles_from_one_second(deliveries: int) -> None:
+    expected = min(60.0, 2.0 ** (deliveries - 1))
+    assert expected * 0.8 <= backoff(deliveries) <= expected * 1.2

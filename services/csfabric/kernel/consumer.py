@@ -1,8 +1,14 @@
-"""Durable, explicit-ack JetStream consumers with bounded redelivery and a dead-letter subject.
+"""Durable, explicit-ack JetStream consumers with bounded retries and a dead-letter subject.
 
-The loop fetches in batches and handles messages concurrently (``max_workers``), but keeps
-events about the same resource (same CloudEvent ``subject``) in order.  What happens to each
-message is decided by :func:`~.delivery.verdict` from the handler's outcome alone.
+The loop fetches in batches and handles messages concurrently (``max_workers``), but the
+events about one resource (one CloudEvent ``subject``) one at a time, in fetch order.  A
+handler that fails is retried *in process*, after a backoff on the kernel clock, while
+the events of the same resource behind it wait: a retry never lets a later event of that
+resource overtake an earlier one.  Every message in hand is kept alive with
+``in_progress`` (:mod:`.keepalive`), so neither a long handler nor a retry makes the
+server hand it to a second worker.  What happens after each attempt is decided by
+:func:`~.delivery.verdict` from the handler's outcome alone, and a message is acked only
+once it was handled or its dead letter is stored.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic
 
 from nats.aio.msg import Msg
@@ -20,34 +27,74 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from opentelemetry import context as otel_context
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from .bus import Bus
-from .delivery import Delivery, Handler, T, Verdict, backoff, raw_bytes, verdict
+from .delivery import (
+    BACKOFF_BASE,
+    BACKOFF_CAP,
+    MAX_DELIVER,
+    Delivery,
+    Handler,
+    T,
+    Verdict,
+    backoff,
+    raw_bytes,
+    verdict,
+)
 from .dlq import DeadLetter, dlq_subject
 from .envelope import DEFAULT_MAX_BYTES, CloudEvent, parse_event
 from .errors import EnvelopeError
+from .keepalive import KeepAlive
 from .logs import redact
 from .ops import Metrics
+from .settings import FabricSettings
 from .tracing import extract_context, get_tracer
 
 log = logging.getLogger(__name__)
 
+# Dead letters decided but not stored (the DLQ publish failed), by (stream, sequence): the
+# redelivery stores them without calling the handler again.  Bounded: one that is
+# forgotten is merely handled once more, and dead-lettered at once if it fails again.
+_UNSENT_MAX = 1024
+
+Event = Any  # T, a CloudEvent, or the EnvelopeError that stands for an undecodable message
+
 
 @dataclass
 class ConsumerOptions:
+    """How a :class:`Consumer` fetches, retries and dead-letters.
+
+    ``max_deliver`` bounds the handler attempts; ``ack_wait`` and the backoff are fabric
+    seconds (the server gets ``ack_wait`` in wall time).  Services build theirs with
+    :meth:`from_settings`, so that ``CSFABRIC_MAX_DELIVER`` applies.
+    """
+
     stream: str = "CSFABRIC_EVENTS"
     batch: int = 128
     max_workers: int = 64
-    max_deliver: int = 5
+    max_deliver: int = MAX_DELIVER
     ack_wait: float = 30.0
-    backoff_base: float = 1.0
-    backoff_cap: float = 60.0
+    # Longest a message is kept alive in hand; then the server may redeliver it elsewhere.
+    # Above any sane handler: the CloudStack client waits at most 300 s for a job.
+    max_hold: float = 900.0
+    backoff_base: float = BACKOFF_BASE
+    backoff_cap: float = BACKOFF_CAP
     fetch_timeout: float = 1.0
     lag_interval: float = 10.0
     max_event_bytes: int = DEFAULT_MAX_BYTES
     deliver_policy: DeliverPolicy = DeliverPolicy.ALL
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: FabricSettings, **overrides: Any) -> ConsumerOptions:
+        """Options that follow the shared settings (``CSFABRIC_MAX_DELIVER``,
+        ``CSFABRIC_MAX_EVENT_BYTES``); ``overrides`` win."""
+        values: dict[str, Any] = {
+            "max_deliver": settings.max_deliver,
+            "max_event_bytes": settings.max_event_bytes,
+        }
+        return cls(**(values | overrides))
 
 
 class Consumer(Generic[T]):
@@ -75,14 +122,20 @@ class Consumer(Generic[T]):
         self.options = options or ConsumerOptions()
         self._tracer = get_tracer("csfabric.consumer")
         self._slots = asyncio.Semaphore(self.options.max_workers)
-        self._tails: dict[str, asyncio.Task[None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tails: dict[str, asyncio.Task[float | None]] = {}
+        self._tasks: set[asyncio.Task[float | None]] = set()
+        clock, opts = self.bus.clock, self.options
+        self._alive = KeepAlive(clock.to_real(opts.ack_wait) / 3, clock.to_real(opts.max_hold))
+        self._unsent: OrderedDict[tuple[str | None, int | None], DeadLetter] = OrderedDict()
+        self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
+        self._alive_task: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
         self._running = False
         self.handled = 0
         self.dead_lettered = 0
+        self.retried = 0
 
     def consumer_config(self) -> ConsumerConfig:
         opts = self.options
@@ -91,9 +144,10 @@ class Consumer(Generic[T]):
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=opts.deliver_policy,
             filter_subject=self.subject,
-            # The server stops one past our own limit, so the last delivery is always ours
-            # to dead-letter with a reason rather than silently dropped.
-            max_deliver=opts.max_deliver + 1,
+            # Unlimited on the server: the bound is ours (``opts.max_deliver`` attempts), and
+            # a message whose dead letter could not be stored must come back, however many
+            # deliveries that takes, rather than be dropped by the server.
+            max_deliver=-1,
             ack_wait=self.bus.clock.to_real(opts.ack_wait),
             max_ack_pending=max(opts.max_workers * 4, opts.batch * 2),
             **opts.extra,
@@ -102,13 +156,21 @@ class Consumer(Generic[T]):
     async def start(self) -> None:
         await self.bus.retry(self._ensure_consumer, what=f"create consumer {self.durable}")
         self._running = True
+        self._stopping.clear()
+        self._alive_task = asyncio.create_task(self._alive.run(), name=f"alive:{self.durable}")
         self._loop_task = asyncio.create_task(self._run(), name=f"consume:{self.durable}")
         if self.bus.metrics is not None:
             self._lag_task = asyncio.create_task(self._report_lag(self.bus.metrics))
 
     async def stop(self) -> None:
-        """Stop fetching and wait for messages in hand to finish."""
+        """Stop fetching and settle the messages in hand.
+
+        Running handlers finish; a message waiting for a retry, and the events of its
+        resource behind it, are released at once (nak with the remaining backoff) so that
+        the server redelivers them later, in order.
+        """
         self._running = False
+        self._stopping.set()
         for task in (self._loop_task, self._lag_task):
             if task is not None:
                 task.cancel()
@@ -116,6 +178,9 @@ class Consumer(Generic[T]):
         await self._drop_subscription()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._alive_task is not None:
+            self._alive_task.cancel()
+            await asyncio.gather(self._alive_task, return_exceptions=True)
 
     async def lag(self) -> int:
         info = await self.bus.js.consumer_info(self.options.stream, self.durable)
@@ -131,15 +196,33 @@ class Consumer(Generic[T]):
     async def _ensure_consumer(self) -> None:
         config = self.consumer_config()
         try:
-            await self.bus.js.consumer_info(self.options.stream, self.durable)
+            info = await self.bus.js.consumer_info(self.options.stream, self.durable)
         except NotFoundError:
             await self.bus.js.add_consumer(self.options.stream, config)
+            return
+        # A consumer made by an older release (server max_deliver = ours + 1) would drop
+        # a message whose dead letter failed: bring the bounds the server keeps up to date.
+        have = info.config
+        if (
+            have.max_deliver != config.max_deliver
+            or abs((have.ack_wait or 0.0) - (config.ack_wait or 0.0)) > 1e-3
+        ):
+            update = replace(have, max_deliver=config.max_deliver, ack_wait=config.ack_wait)
+            try:
+                await self.bus.js.add_consumer(self.options.stream, update)
+            except NotFoundError:
+                raise
+            except Exception as exc:  # e.g. a server that refuses the edit: keep what is
+                log.warning("could not update consumer %s: %s", self.durable, exc)
 
     async def _run(self) -> None:
         opts = self.options
         sub = None
         failures = 0
         while self._running:
+            # Every message of the fetch was delivered after this instant: the keep-alive
+            # counts from here, so none can reach ack_wait before its first touch.
+            fetched_at = time.monotonic()
             try:
                 if sub is None:
                     sub = self._sub = await self.bus.js.pull_subscribe_bind(
@@ -166,8 +249,16 @@ class Consumer(Generic[T]):
                 log.info("fetch on %s failed (%s), retrying", self.durable, type(exc).__name__)
                 await self._pause(failures)
                 continue
-            for msg in messages:
-                await self._slots.acquire()
+            self._alive.hold(messages, fetched_at)
+            for index, msg in enumerate(messages):
+                try:
+                    await self._slots.acquire()
+                except asyncio.CancelledError:
+                    # Stopping with part of a batch not yet dispatched: those go through
+                    # their resource's chain too and are released behind it, in order.
+                    for rest in messages[index:]:
+                        self._dispatch(rest, slot=False)
+                    raise
                 self._dispatch(msg)
 
     async def _drop_subscription(self) -> None:
@@ -183,8 +274,8 @@ class Consumer(Generic[T]):
     async def _pause(self, failures: int) -> None:
         await asyncio.sleep(min(2.0, 0.05 * 2**failures))
 
-    def _dispatch(self, msg: Msg) -> None:
-        event: T | CloudEvent | EnvelopeError
+    def _dispatch(self, msg: Msg, *, slot: bool = True) -> None:
+        event: Event
         try:
             if self._decode is not None:
                 event = self._decode(msg.data)
@@ -200,33 +291,81 @@ class Consumer(Generic[T]):
         self._tasks.add(task)
         if key:
             self._tails[key] = task
-        task.add_done_callback(lambda done: self._finished(done, key))
+        task.add_done_callback(lambda done: self._finished(done, msg, key, slot))
 
-    def _finished(self, task: asyncio.Task[None], key: str | None) -> None:
+    def _finished(
+        self, task: asyncio.Task[float | None], msg: Msg, key: str | None, slot: bool
+    ) -> None:
         self._tasks.discard(task)
-        self._slots.release()
+        self._alive.drop(msg)
+        if slot:
+            self._slots.release()
         if key and self._tails.get(key) is task:
             del self._tails[key]
 
     async def _handle(
-        self,
-        msg: Msg,
-        event: T | CloudEvent | EnvelopeError,
-        previous: asyncio.Task[None] | None,
-    ) -> None:
+        self, msg: Msg, event: Event, previous: asyncio.Task[float | None] | None
+    ) -> float | None:
+        """Handle ``msg`` to the end; returns the delay it was released with, if it was.
+
+        A released message (the consumer is stopping) is redelivered by the server after
+        that delay; the events of its resource queued behind it are released with the same
+        delay, after it, so that the server's redelivery keeps their order.
+        """
         if previous is not None:
-            # Per-resource order: wait for the earlier event of the same subject.
-            await asyncio.gather(previous, return_exceptions=True)
-        headers = msg.headers or {}
+            # Per-resource order: wait until the earlier event of the same subject is done.
+            (before,) = await asyncio.gather(previous, return_exceptions=True)
+            if isinstance(before, float):
+                return await self._release(msg, before)
+        if self._stopping.is_set():
+            return await self._release(msg, 0.0)
         meta = msg.metadata
         delivery = Delivery(
             subject=msg.subject,
             deliveries=meta.num_delivered or 1,
             stream=meta.stream,
             stream_seq=meta.sequence.stream if meta.sequence else None,
-            headers=headers,
+            headers=msg.headers or {},
             raw=msg.data,
         )
+        unsent = self._unsent.pop((delivery.stream, delivery.stream_seq), None)
+        if unsent is None and delivery.deliveries > 2 * self.options.max_deliver:
+            unsent = self._unsettled(delivery)
+        if unsent is not None:
+            await self._dead_letter_then_ack(msg, delivery, unsent)
+            return None
+        while True:
+            with self._span(msg, event, delivery) as span:
+                error = await self._attempt(event, delivery, span)
+                decision = verdict(error, delivery.deliveries, self.options.max_deliver)
+                if decision is Verdict.ACK:
+                    await self._ack(msg, delivery)
+                    return None
+                assert error is not None
+                if decision is Verdict.DEAD_LETTER:
+                    letter = self._letter(delivery, error)
+                    await self._dead_letter_then_ack(msg, delivery, letter)
+                    return None
+            delay = backoff(
+                delivery.deliveries, self.options.backoff_base, self.options.backoff_cap
+            )
+            log.info(
+                "retrying %s in %.1fs after %s",
+                delivery.subject,
+                delay,
+                type(error).__name__,
+                extra={"deliveries": delivery.deliveries},
+            )
+            self.retried += 1
+            if not await self._backoff(delay):
+                return await self._release(msg, delay)
+            delivery = replace(delivery, deliveries=delivery.deliveries + 1)
+
+    @contextlib.contextmanager
+    def _span(self, msg: Msg, event: Event, delivery: Delivery) -> Iterator[Span]:
+        """One CONSUMER span per attempt, child of the publisher's trace; settling happens
+        inside it, so acks and dead letters belong to the trace that caused them."""
+        headers = delivery.headers
         if "traceparent" in headers:
             parent = extract_context(headers)
         elif isinstance(event, CloudEvent) and event.traceparent:
@@ -235,61 +374,90 @@ class Consumer(Generic[T]):
             parent = otel_context.Context()
         token = otel_context.attach(parent)
         started = time.perf_counter()
-        error: BaseException | None = None
         try:
             with self._tracer.start_as_current_span(
                 f"{msg.subject} process", kind=SpanKind.CONSUMER
             ) as span:
                 span.set_attribute("messaging.destination.name", msg.subject)
                 span.set_attribute("messaging.consumer.group.name", self.durable)
-                try:
-                    if isinstance(event, EnvelopeError):
-                        raise event
-                    if isinstance(event, CloudEvent):
-                        span.set_attribute("cloudevents.event_id", event.id)
-                    await self.handler(event, delivery)  # type: ignore[arg-type]
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    error = exc
-                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                await self._settle(msg, delivery, error)
+                yield span
         finally:
             otel_context.detach(token)
             if self.bus.metrics is not None:
                 self.bus.metrics.event_in(msg.subject)
                 self.bus.metrics.observe_handler(msg.subject, time.perf_counter() - started)
 
-    async def _settle(self, msg: Msg, delivery: Delivery, error: BaseException | None) -> None:
-        decision = verdict(error, delivery.deliveries, self.options.max_deliver)
+    async def _attempt(self, event: Event, delivery: Delivery, span: Span) -> Exception | None:
         try:
-            if decision is Verdict.ACK:
-                await msg.ack()
-                self.handled += 1
-            elif decision is Verdict.RETRY:
-                delay = backoff(
-                    delivery.deliveries, self.options.backoff_base, self.options.backoff_cap
-                )
-                log.info(
-                    "retrying %s in %.1fs after %s",
-                    delivery.subject,
-                    delay,
-                    type(error).__name__,
-                    extra={"deliveries": delivery.deliveries},
-                )
-                await msg.nak(delay=self.bus.clock.to_real(delay))
-            else:
-                assert error is not None
-                await self.dead_letter(delivery, error)
-                await msg.ack()
-                self.dead_lettered += 1
+            if isinstance(event, EnvelopeError):
+                raise event
+            if isinstance(event, CloudEvent):
+                span.set_attribute("cloudevents.event_id", event.id)
+            await self.handler(event, delivery)
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
-            # The ack or nak did not reach the server: the message comes back after
-            # ack_wait and the idempotency keys make the second handling harmless.
-            log.warning("could not settle %s: %s", delivery.subject, type(exc).__name__)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            return exc
+        return None
 
-    async def dead_letter(self, delivery: Delivery, error: BaseException) -> None:
-        letter = DeadLetter(
+    async def _backoff(self, delay: float) -> bool:
+        """Wait ``delay`` fabric seconds; False when the consumer started stopping meanwhile."""
+        if self._stopping.is_set():
+            return False
+        try:
+            await self.bus.clock.wait_for(self._stopping.wait(), delay)
+        except TimeoutError:
+            return True
+        return False
+
+    async def _ack(self, msg: Msg, delivery: Delivery) -> None:
+        try:
+            await msg.ack()
+            self.handled += 1
+        except Exception as exc:
+            # The ack did not reach the server: the message comes back after ack_wait and
+            # the idempotency keys make the second handling harmless.
+            log.warning("could not ack %s: %s", delivery.subject, type(exc).__name__)
+
+    async def _release(self, msg: Msg, delay: float) -> float:
+        """Nak: the server redelivers ``msg`` after ``delay`` fabric seconds."""
+        try:
+            await msg.nak(delay=self.bus.clock.to_real(delay))
+        except Exception as exc:  # not naked: it comes back after ack_wait instead
+            log.warning("could not release %s: %s", msg.subject, type(exc).__name__)
+        return float(delay)
+
+    async def _dead_letter_then_ack(self, msg: Msg, delivery: Delivery, letter: DeadLetter) -> None:
+        """Ack only once the dead letter is stored; else nak, so that it comes back."""
+        try:
+            await self._store(delivery, letter)
+        except Exception as exc:
+            key = (delivery.stream, delivery.stream_seq)
+            self._unsent[key] = letter
+            while len(self._unsent) > _UNSENT_MAX:
+                self._unsent.popitem(last=False)
+            delay = backoff(
+                delivery.deliveries, self.options.backoff_base, self.options.backoff_cap
+            )
+            log.warning(
+                "could not store the dead letter of %s (%s); redelivery in %.0fs",
+                delivery.subject,
+                type(exc).__name__,
+                delay,
+            )
+            await self._release(msg, delay)
+            return
+        try:
+            await msg.ack()
+            self.dead_lettered += 1
+        except Exception as exc:
+            # Redelivered after ack_wait: dead-lettered again under the same Nats-Msg-Id,
+            # which the DLQ stream's duplicate window keeps to one record.
+            log.warning("could not ack %s: %s", delivery.subject, type(exc).__name__)
+
+    def _letter(self, delivery: Delivery, error: BaseException) -> DeadLetter:
+        return DeadLetter(
             service=self.bus.service,
             reason=redact(str(error) or type(error).__name__),
             error=type(error).__name__,
@@ -298,8 +466,36 @@ class Consumer(Generic[T]):
             stream=delivery.stream,
             stream_seq=delivery.stream_seq,
             time=self.bus.clock.now(),
-            original=delivery.raw,
+            original=b"",  # the bytes are the delivery's: not kept twice in memory
         )
+
+    def _unsettled(self, delivery: Delivery) -> DeadLetter:
+        """The dead letter of a message delivered far past the budget without being settled.
+
+        The server bound is unlimited, so this is what bounds a message that ends the
+        process each time it is handled (or whose dead letter the replica that decided it
+        could not store, and that another replica now sees, without the reason).
+        """
+        return DeadLetter(
+            service=self.bus.service,
+            reason=(
+                f"delivered {delivery.deliveries} times without being settled: the handler "
+                "may end the process, or an earlier dead letter could not be stored"
+            ),
+            error="RedeliveryLimit",
+            subject=delivery.subject,
+            deliveries=delivery.deliveries,
+            stream=delivery.stream,
+            stream_seq=delivery.stream_seq,
+            time=self.bus.clock.now(),
+            original=b"",
+        )
+
+    async def dead_letter(self, delivery: Delivery, error: BaseException) -> None:
+        """Publish the dead letter of ``delivery``; raises when it could not be stored."""
+        await self._store(delivery, self._letter(delivery, error))
+
+    async def _store(self, delivery: Delivery, letter: DeadLetter) -> None:
         msg_id = f"dlq:{delivery.stream}:{delivery.stream_seq}:{self.durable}"
         await self.bus.publish(
             dlq_subject(self.bus.service), delivery.raw, msg_id=msg_id, headers=letter.headers()
@@ -308,8 +504,8 @@ class Consumer(Generic[T]):
             self.bus.metrics.dead_letter(letter.error)
         log.warning(
             "dead-lettered %s after %d deliveries: %s",
-            delivery.subject,
-            delivery.deliveries,
+            letter.subject,
+            letter.deliveries,
             letter.reason,
         )
 

@@ -1,13 +1,17 @@
 """The delivery rules: what happens to a consumed message, decided from the outcome alone.
 
-Pure (no broker), so they are tested with plain tables and Hypothesis.
+Pure (no broker), so they are tested with plain tables and Hypothesis.  ``deliveries`` is
+the handler attempt: the server's delivery count for the first attempt of a delivery, one
+more for each retry the consumer makes in process.
 
 ============================  ==================================================
 handler returned              ack
 PermanentError / bad envelope dead-letter (reason, deliveries, original bytes), ack
-other error, deliveries left  nak with exponential backoff (+ jitter)
-other error, last delivery    dead-letter, ack
+other error, attempts left    retry after exponential backoff (+ jitter)
+other error, last attempt     dead-letter, ack
 ============================  ==================================================
+
+The ack after a dead letter comes only once the dead letter is stored.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ class Delivery:
 
 
 T = TypeVar("T")
+
+MAX_DELIVER = 5  # handler attempts before a dead letter (``CSFABRIC_MAX_DELIVER``)
+BACKOFF_BASE = 1.0  # seconds before the first retry, doubled for each further one
+BACKOFF_CAP = 60.0  # the longest delay between two attempts
 Handler = Callable[[T, Delivery], Awaitable[None]]
 
 
@@ -57,10 +65,26 @@ def verdict(error: BaseException | None, deliveries: int, max_deliver: int) -> V
     return Verdict.RETRY
 
 
-def backoff(deliveries: int, base: float = 0.5, cap: float = 60.0, jitter: float = 0.2) -> float:
-    """Delay before the next delivery: ``base * 2**(n-1)`` capped, ± ``jitter`` of it."""
+def backoff(
+    deliveries: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP, jitter: float = 0.2
+) -> float:
+    """Delay after attempt ``n``: ``base * 2**(n-1)`` capped at ``cap``, ± ``jitter`` of it.
+
+    With the defaults (1 s, 60 s, 5 attempts) a failing message waits about 1 + 2 + 4 + 8
+    = 15 s in all before it is dead-lettered.
+    """
     delay: float = min(cap, base * 2.0 ** max(0, deliveries - 1))
     return delay * (1 + random.uniform(-jitter, jitter))
 
 
-__all__ = ["Delivery", "Handler", "Verdict", "backoff", "raw_bytes", "verdict"]
+__all__ = [
+    "BACKOFF_BASE",
+    "BACKOFF_CAP",
+    "MAX_DELIVER",
+    "Delivery",
+    "Handler",
+    "Verdict",
+    "backoff",
+    "raw_bytes",
+    "verdict",
+]

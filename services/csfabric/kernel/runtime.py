@@ -23,6 +23,8 @@ from pydantic import Field
 from .audit import Auditor
 from .bus import Bus
 from .clock import Clock, parse_clock
+from .consumer import Consumer, ConsumerOptions
+from .delivery import Handler
 from .gate import ActionGate
 from .heartbeat import Heartbeat
 from .logs import register_secret, setup_logging
@@ -67,6 +69,23 @@ class ServiceContext:
     def on_stop(self, callback: StopCallback) -> None:
         """Await ``callback()`` at shutdown (last registered runs first), e.g. ``consumer.stop``."""
         self._stops.append(callback)
+
+    async def consume(
+        self,
+        subject: str,
+        durable: str,
+        handler: Handler[Any],
+        *,
+        decode: Callable[[bytes], Any] | None = None,
+        **options: Any,
+    ) -> Consumer[Any]:
+        """Start a consumer whose options follow the settings (``CSFABRIC_MAX_DELIVER``, …;
+        ``options`` override them); it is stopped at shutdown."""
+        opts = ConsumerOptions.from_settings(self.settings, **options)
+        consumer: Consumer[Any] = Consumer(self.bus, subject, durable, handler, opts, decode=decode)
+        await consumer.start()
+        self.on_stop(consumer.stop)
+        return consumer
 
     def spawn(self, work: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
         """Run ``work`` until shutdown cancels it; if it ends before that, the service exits."""
