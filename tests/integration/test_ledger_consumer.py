@@ -16,6 +16,7 @@ on that one clock, so their proportions are the shipped ones.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -216,3 +217,31 @@ async def test_a_job_slower_than_ack_wait_is_neither_repeated_nor_dead_lettered(
     assert handler.failures == []
     assert handler.results.count("call") == 1, handler.results
     assert set(handler.results) <= {"call", "recorded", "reconciled"}
+
+
+async def test_an_intent_left_by_a_crash_is_waited_out_not_dead_lettered(world: Rig) -> None:
+    # A replica claimed the action 400 s ago and died before sending the call: its intent
+    # is still there, nothing is tagged with the key.  The ledger must not call while the
+    # intent could still be a live call (stale_after, 450 s), and the event must not be
+    # dead-lettered meanwhile: waiting out someone else's call spends none of its attempts.
+    key = action_key("evt-crashed", "snapshot")
+    crashed_at = world.bus.clock.now().timestamp() - 400
+    intent = {
+        "state": "intent",
+        "at": datetime.fromtimestamp(crashed_at, UTC).isoformat(),
+        "token": "a-replica-that-died",
+    }
+    await world.ledger.kv.create(key, json.dumps(intent).encode())
+
+    handler, consumer = await run_one_event(world, "evt-crashed")
+
+    assert consumer.dead_lettered == 0, handler.failures
+    assert await stream_count(world.bus, DLQ_STREAM) == 0
+    assert handler.results == ["call"], handler.failures
+    # It looked again every RECONCILE_EVERY (15 s) until the intent was stale, each time as
+    # the same first attempt: none of the event's five attempts was spent on waiting.
+    assert len(handler.failures) >= 2
+    assert all(f.startswith("delivery 1: RetryLater") for f in handler.failures), handler.failures
+    assert all("in flight" in f for f in handler.failures)
+    assert world.faults.requests["createSnapshot"] == 1
+    assert len(await snapshots_of(world, "evt-crashed")) == 1

@@ -44,7 +44,7 @@ from .delivery import (
 )
 from .dlq import DeadLetter, dlq_subject
 from .envelope import DEFAULT_MAX_BYTES, CloudEvent, parse_event
-from .errors import EnvelopeError
+from .errors import EnvelopeError, RetryLater
 from .keepalive import KeepAlive
 from .logs import redact
 from .ops import Metrics
@@ -334,6 +334,7 @@ class Consumer(Generic[T]):
         if unsent is not None:
             await self._dead_letter_then_ack(msg, delivery, unsent)
             return None
+        held = 0.0  # fabric seconds this delivery has waited in hand for retries
         while True:
             with self._span(msg, event, delivery) as span:
                 error = await self._attempt(event, delivery, span)
@@ -342,12 +343,19 @@ class Consumer(Generic[T]):
                     await self._ack(msg, delivery)
                     return None
                 assert error is not None
+                wait = self._wait_for(error, held)
+                if wait is not None:
+                    decision = Verdict.RETRY
                 if decision is Verdict.DEAD_LETTER:
                     letter = self._letter(delivery, error)
                     await self._dead_letter_then_ack(msg, delivery, letter)
                     return None
-            delay = backoff(
-                delivery.deliveries, self.options.backoff_base, self.options.backoff_cap
+            delay = (
+                wait
+                if wait is not None
+                else backoff(
+                    delivery.deliveries, self.options.backoff_base, self.options.backoff_cap
+                )
             )
             log.info(
                 "retrying %s in %.1fs after %s",
@@ -359,7 +367,9 @@ class Consumer(Generic[T]):
             self.retried += 1
             if not await self._backoff(delay):
                 return await self._release(msg, delay)
-            delivery = replace(delivery, deliveries=delivery.deliveries + 1)
+            held += delay
+            if wait is None:  # a RetryLater wait spends none of the message's attempts
+                delivery = replace(delivery, deliveries=delivery.deliveries + 1)
 
     @contextlib.contextmanager
     def _span(self, msg: Msg, event: Event, delivery: Delivery) -> Iterator[Span]:
@@ -400,6 +410,16 @@ class Consumer(Generic[T]):
             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             return exc
         return None
+
+    def _wait_for(self, error: Exception, held: float) -> float | None:
+        """How long to wait before a retry that spends no attempt (a :class:`RetryLater`
+        that still fits in ``max_hold``), or None: the attempt counts as usual."""
+        if not isinstance(error, RetryLater):
+            return None
+        if held + error.after > self.options.max_hold:
+            return None
+        # At least a moment, so a RetryLater(0) cannot spin.
+        return max(error.after, self.options.backoff_base)
 
     async def _backoff(self, delay: float) -> bool:
         """Wait ``delay`` fabric seconds; False when the consumer started stopping meanwhile."""

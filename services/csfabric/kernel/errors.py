@@ -7,7 +7,8 @@
     │   ├── EnvelopeError     input is not a valid CloudEvent (reason names the defect)
     │   └── ConfigError       settings or a policy cannot be used as given
     └── TransientError        retried with exponential backoff, then dead-lettered
-        └── LeaseLost         this replica may no longer act under its lease (not done)
+        ├── LeaseLost         this replica may no longer act under its lease (not done)
+        └── RetryLater        not the message's fault: wait ``after`` s, budget untouched
 
 Handlers raise these; the bus decides ack / nak-with-delay / dead-letter from the class
 alone, so no handler ever talks to the broker about failure.  Any other exception is
@@ -50,11 +51,25 @@ class LeaseLost(TransientError):
     """
 
 
+class RetryLater(TransientError):
+    """Someone else's work on this message is still running (an action's call in flight):
+    try again after ``after`` fabric seconds without spending one of the message's attempts.
+
+    The consumer honours it only while it may keep the message in hand (its ``max_hold``);
+    beyond that it counts like any other transient error, so nothing waits for ever.
+    """
+
+    def __init__(self, reason: str, after: float) -> None:
+        super().__init__(reason)
+        self.after = max(0.0, after)
+
+
 __all__ = [
     "ConfigError",
     "CsfabricError",
     "EnvelopeError",
     "LeaseLost",
     "PermanentError",
+    "RetryLater",
     "TransientError",
 ]

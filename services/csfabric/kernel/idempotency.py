@@ -21,7 +21,8 @@ compare-and-set on the key's revision, so two deliveries of one event never both
   ``reconcile`` (for CloudStack: "is there a resource tagged ``csfabric:key=<key>``?") and
   records what it finds.  Only when nothing is found *and* the intent is older than
   ``stale_after`` — its call is over for sure — is it claimed and called again; until then
-  the caller gets a :class:`TransientError`.  Without a ``reconcile`` step such an action is
+  the caller gets a :class:`~.errors.RetryLater` for the time left, which the consumer
+  waits out without spending the event's attempts.  Without a ``reconcile`` step such an action is
   never re-sent: :class:`PermanentError`, for an operator to resolve.
 * **intent** — a call in flight, or one left by a crash: treated like *unknown*.
 
@@ -38,11 +39,15 @@ The numbers, and why (fabric seconds; every deadline runs on the kernel clock):
   stream's max age, so a redelivered or replayed event still finds its key.
 
 What this asks of the consumer: a failed call is retried at the next delivery; an unknown
-one is settled as soon as ``reconcile`` finds it, and an event whose action stays unknown
-beyond the consumer's retries is dead-lettered with that reason — visible and replayable,
-never repeated.  Each claim carries a random token, so a writer whose request reached the
-broker but whose answer was lost (a restart, a leader election) recognises its own entry
-instead of taking it for someone else's call.
+one is settled as soon as ``reconcile`` finds it, and otherwise waited out: ``RetryLater``
+asks to look again in 15 s (``RECONCILE_EVERY``) without spending an attempt, and the
+consumer keeps the event in hand up to its ``max_hold`` of 900 s, above ``stale_after``,
+until the intent is stale and is claimed and called once.  An event whose action cannot
+be settled even so is dead-lettered with that reason — visible and replayable, never repeated.
+
+Each claim carries a random token, so a writer whose request reached the broker but whose
+answer was lost (a restart, a leader election) recognises its own entry instead of taking
+it for someone else's call.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ from nats.js.kv import KeyValue
 
 from .bus import Bus, retry_broker
 from .clock import Clock, RealClock
-from .errors import ConfigError, PermanentError, TransientError
+from .errors import ConfigError, PermanentError, RetryLater, TransientError
 from .logs import redact
 from .settings import FabricSettings
 
@@ -69,6 +74,9 @@ BUCKET = "csfabric_actions"
 STALE_AFTER = 450.0
 CALL_SHARE = 0.8  # the call deadline's share of stale_after, unless given
 REASON_CHARS = 200
+# While an intent is too young to be stale, how often a redelivery looks again (reconcile
+# may find what the call created well before stale_after).
+RECONCILE_EVERY = 15.0
 
 Source = Literal["call", "recorded", "reconciled"]
 State = Literal["intent", "done", "refused", "failed", "unknown"]
@@ -215,7 +223,12 @@ class ActionLedger:
         age = (now - datetime.fromisoformat(record["at"])).total_seconds()
         what = "in flight" if state == "intent" else "of unknown outcome"
         if age < self.stale_after:
-            raise TransientError(f"action {key[:12]} is {what} ({age:.0f}s old), retry later")
+            # Not this delivery's fault: wait until the intent is stale without spending
+            # the event's attempts (a crash mid-call must not dead-letter the event).
+            raise RetryLater(
+                f"action {key[:12]} is {what} ({age:.0f}s old), retry later",
+                after=min(self.stale_after - age, RECONCILE_EVERY),
+            )
         if reconcile is None:
             raise PermanentError(
                 f"action {key[:12]} is {what} ({age:.0f}s old) and has no reconcile step: "
