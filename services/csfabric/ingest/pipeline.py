@@ -229,11 +229,15 @@ class Pipeline:
         return "duplicate" if ack.duplicate else "stored"
 
     def _pushed_keys(self, event: CloudEvent, msg: NativeMessage) -> list[str]:
-        if self.seen is None or not isinstance(event.data, dict):
+        if self.seen is None:
             return []
-        if event.data.get("category") != "action":
-            return []  # only ActionEvents have listEvents rows
-        keys = []
+        keys: list[str] = []
+        if self.settings.kafka_offset_reset == "earliest":
+            # A new Kafka group replays the topic past the stream's 2 h duplicate window:
+            # every pushed event's id (the same on every feed) is kept for the seen-set's TTL.
+            keys.append(f"ev.{event.id}")
+        if not isinstance(event.data, dict) or event.data.get("category") != "action":
+            return keys  # only ActionEvents have listEvents rows
         if (row_id := event.extensions.get("cseventid")) and (key := seen_key(str(row_id))):
             keys.append(key)
         native = event.data.get("native")

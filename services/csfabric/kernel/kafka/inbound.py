@@ -1,4 +1,9 @@
-"""Kafka topics → JetStream: commit only after the JetStream publish is acknowledged."""
+"""Kafka topics → JetStream: commit only after the JetStream publish is acknowledged.
+
+A record that is not a valid CloudEvent (or cannot be written as one) is dead-lettered at
+once, in the consumer span of its record; the group loop (:mod:`.group`) dead-letters a
+record whose handling kept failing otherwise, after its bounded attempts.
+"""
 
 from __future__ import annotations
 
