@@ -89,11 +89,6 @@ class CloudEvent(BaseModel):
                 raise ValueError(
                     f"extension attribute {name!r} must be a string, integer or boolean"
                 )
-        where = _lone_surrogate(self.__dict__) or _lone_surrogate(self.model_extra or {})
-        if where is not None:
-            # A JSON \ud800 escape decodes to a lone surrogate, which UTF-8 cannot carry:
-            # refused here, or to_json would fail on every publish of this event.
-            raise ValueError(f"{where} holds a lone surrogate: invalid Unicode")
         return self
 
     @property
@@ -139,6 +134,22 @@ class CloudEvent(BaseModel):
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# UTF-8 bytes cannot hold a surrogate; only a JSON escape can make one.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _refuse_lone_surrogates(data: bytes) -> None:
+    """EnvelopeError when the JSON text decodes to a lone surrogate (invalid Unicode).
+
+    A ``\\ud800`` escape parses to a string UTF-8 cannot carry, so ``to_json`` would fail on
+    every publish of the event; refused here, where the reason reaches the dead letter.
+    """
+    try:
+        body = json.loads(data.decode("utf-8-sig"))
+    except (ValueError, RecursionError):
+        return  # not JSON: parse_event names that defect
+    if (where := _lone_surrogate(body)) is not None:
+        raise EnvelopeError(f"{where} holds a lone surrogate: invalid Unicode")
 
 
 def _lone_surrogate(value: Any, where: str = "") -> str | None:
@@ -164,7 +175,9 @@ def _lone_surrogate(value: Any, where: str = "") -> str | None:
 
 def parse_event(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CloudEvent:
     """Parse one structured-mode CloudEvent or raise :class:`EnvelopeError` with the reason."""
-    data = raw.encode() if isinstance(raw, str) else raw
+    data = raw.encode("utf-8", "backslashreplace") if isinstance(raw, str) else raw
+    if _ESCAPED_SURROGATE.search(data):  # rare: only then is the parsed text walked
+        _refuse_lone_surrogates(data)
     if len(data) > max_bytes:
         raise EnvelopeError(f"event is {len(data)} bytes, over the {max_bytes}-byte limit")
     try:
@@ -224,6 +237,9 @@ def make_event(
     **extensions: str | int | bool,
 ) -> CloudEvent:
     """Build an event; the same validation as parsing applies."""
+    given = {"id": id, "source": source, "subject": subject, "data": data, **extensions}
+    if (where := _lone_surrogate(given | {"dataschema": dataschema})) is not None:
+        raise EnvelopeError(f"{where} holds a lone surrogate: invalid Unicode")
     try:
         return CloudEvent.model_validate(
             {
