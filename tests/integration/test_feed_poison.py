@@ -22,6 +22,7 @@ import aio_pika
 import pytest
 from aiokafka import AIOKafkaProducer
 from csfabric.cloudstack.native import action_event, gson_dumps
+from csfabric.cloudstack.parse import NativeMessage
 from csfabric.ingest.amqp import start_amqp
 from csfabric.ingest.kafka_in import KafkaFeed, start_kafka
 from csfabric.ingest.pipeline import Pipeline
@@ -446,3 +447,24 @@ async def test_amqp_keeps_per_resource_order_when_the_first_message_fails_once(
     assert failed_once
     order = [parse_event(m.data or b"").data["status"] for m in await stored(bus)]
     assert order == ["Started", "Completed"]
+
+
+async def test_a_parser_bug_is_dead_lettered_with_its_class_not_retried(
+    bus: Bus, tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csfabric.ingest.pipeline as pipeline_module
+
+    real_parse = pipeline_module.parse_native
+    bad, good = distinct_events(uuid.uuid4().hex, 2)
+
+    def buggy(msg: NativeMessage, **kwargs: Any) -> Any:
+        if msg.body == bad.body_json():
+            raise ZeroDivisionError("division by zero")
+        return real_parse(msg, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "parse_native", buggy)
+    assert await pipeline.ingest(NativeMessage(bad.body_json(), "kafka")) == "dead-lettered"
+    assert await pipeline.ingest(NativeMessage(good.body_json(), "kafka")) == "stored"
+    (letter,) = await letters(bus)
+    assert letter.original == bad.body_json()
+    assert "parser failed: ZeroDivisionError: division by zero" in letter.reason
