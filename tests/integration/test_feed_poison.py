@@ -468,3 +468,70 @@ async def test_a_parser_bug_is_dead_lettered_with_its_class_not_retried(
     (letter,) = await letters(bus)
     assert letter.original == bad.body_json()
     assert "parser failed: ZeroDivisionError: division by zero" in letter.reason
+
+
+async def test_kafka_bridge_gives_up_on_an_unclassified_error_after_the_default_attempts(
+    kafka_broker: str, bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = bridge_settings(kafka_broker)
+    bad, *good = lifecycle_events(settings.group_id, 0, 3)
+    tries: list[str] = []
+
+    def fails(event: CloudEvent) -> BaseException | None:
+        if event.id == bad.id:
+            tries.append(event.id)
+            return RuntimeError("handler bug")
+        return None
+
+    monkeypatch.setattr(bus, "publish_event", flaky_publish(bus, fails))
+    await produce_raw(kafka_broker, settings.topic_in, [e.to_json() for e in [bad, *good]], b"k")
+    bridge = KafkaToNats(bus, settings, retry_pause=0.05)  # shorter pauses; default attempts
+    await bridge.start()
+    try:
+        await eventually(lambda: _true(bridge.bridged == 2 and bridge.dead_lettered == 1), 30)
+    finally:
+        await bridge.stop()
+    assert len(tries) == settings.max_attempts_in == 5
+    assert [parse_event(m.data or b"").id for m in await stored(bus)] == [e.id for e in good]
+    (letter,) = [
+        DeadLetter.from_message(m.data or b"", m.headers or {}) for m in await stored(bus, DLQ)
+    ]
+    assert letter.original == bad.to_json()
+    assert (letter.error, letter.deliveries) == ("RuntimeError", 5)
+    assert "RuntimeError after 5 attempts: handler bug" in letter.reason
+
+
+async def test_amqp_message_whose_dead_letter_fails_is_kept_until_it_is_stored(
+    rabbitmq_url: str, bus: Bus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = ingest_settings(tmp_path, amqp_url=rabbitmq_url)
+    bad, good = distinct_events(uuid.uuid4().hex, 2)
+    monkeypatch.setattr(
+        bus,
+        "publish_event",
+        flaky_publish(bus, lambda e: RuntimeError("bug") if native_of(e) == bad.body else None),
+    )
+    pipeline = Pipeline(make_context(bus), settings)
+    real_dead_letter = pipeline.dead_letter
+    dlq_up = asyncio.Event()
+    refused = [0]
+
+    async def dead_letter(msg: Any, error: BaseException, attempts: int) -> None:
+        if not dlq_up.is_set():
+            refused[0] += 1
+            raise TransientError("NATS unavailable")
+        await real_dead_letter(msg, error, attempts)
+
+    monkeypatch.setattr(pipeline, "dead_letter", dead_letter)
+    async with rabbit_cleanup(rabbitmq_url, settings):
+        feed = await start_amqp(pipeline, settings, retry_pause=0.02)
+        try:
+            await publish_amqp(rabbitmq_url, settings.amqp_exchange, [bad, good])
+            await eventually(lambda: _true(refused[0] >= 3 and feed.acked == 1), within=30)
+            assert feed.dead_lettered == 0  # not acked while its dead letter is not stored
+            dlq_up.set()
+            await eventually(lambda: _true(feed.acked == 2), within=30)
+        finally:
+            await feed.stop()
+    assert feed.dead_lettered == 1
+    assert [d.original for d in await letters(bus)] == [bad.body_json()]
