@@ -46,6 +46,7 @@ from tests.integration.test_ingest_feeds import (
     ingest_settings,
     make_context,
     publish_kafka,
+    samples,
     stored,
 )
 from tests.integration.test_kafka_bridge import bridge_settings
@@ -268,12 +269,13 @@ async def test_an_earliest_replay_past_the_duplicate_window_is_stored_once(
         settings = ingest_settings(
             tmp_path, kafka_bootstrap=kafka_broker, kafka_offset_reset="earliest"
         )
-        events = distinct_events(uuid.uuid4().hex, 3)
+        # Every kind: usage, alert and state events have no listEvents row to match.
+        events = samples()
         await publish_kafka(kafka_broker, settings.kafka_topic, events)
         pipeline = Pipeline(make_context(bus), settings, seen=SeenSet(kv))
         first = await start_kafka(pipeline, settings, session_timeout_ms=SESSION_MS)
         try:
-            await eventually(lambda: _true(first.stored == 3), within=30)
+            await eventually(lambda: _true(first.stored == len(events)), within=30)
         finally:
             await first.stop()
         await asyncio.sleep(1.5)  # past the stream's duplicate window
@@ -285,10 +287,10 @@ async def test_an_earliest_replay_past_the_duplicate_window_is_stored_once(
             session_timeout_ms=SESSION_MS,
         )
         try:
-            await eventually(lambda: _true(second.stored == 3), within=30)
+            await eventually(lambda: _true(second.stored == len(events)), within=30)
         finally:
             await second.stop()
-        assert len(await stored(bus)) == 3
+        assert len(await stored(bus)) == len(events)
         # Without the seen-set, the window alone would have let the same id in again.
         replay = parse_event((await stored(bus))[0].data or b"")
         assert not (await bus.publish_event(replay)).duplicate
