@@ -276,6 +276,7 @@ async def ingest_feed(env: Env, key: str, progress: Progress) -> Stop:
         kafka_bootstrap=env.kafka if key.endswith("kafka") else None,
         kafka_topic=name,
         kafka_group=name,
+        kafka_offset_reset="earliest",  # the events are on the topic before the group starts
         poll_interval=0,
     )
     bus = await Bus.connect(env.nats_url, service="ingest", create_streams=False)

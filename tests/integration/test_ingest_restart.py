@@ -129,7 +129,10 @@ async def test_amqp_restart_mid_stream_stores_everything_once(
 async def test_kafka_restart_mid_stream_stores_everything_once(
     kafka_broker: str, nats_server: NatsServerProcess, tmp_path: Path
 ) -> None:
-    settings = ingest_settings(tmp_path, kafka_bootstrap=kafka_broker)
+    # Publishing starts while the first group joins: "earliest" so nothing is skipped.
+    settings = ingest_settings(
+        tmp_path, kafka_bootstrap=kafka_broker, kafka_offset_reset="earliest"
+    )
     events = distinct_events(uuid.uuid4().hex, TOTAL)
 
     async def start(pipeline: Pipeline, s: IngestSettings) -> Feed:

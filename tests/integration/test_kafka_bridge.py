@@ -44,6 +44,8 @@ def bridge_settings(kafka_broker: str, **overrides: Any) -> KafkaBridgeSettings:
         "session_timeout_ms": 1000,
         "heartbeat_interval_ms": 300,
         "max_records": 50,
+        # The tests produce before the bridge's group exists; the default is "latest".
+        "offset_reset": "earliest",
     }
     return KafkaBridgeSettings(**(values | overrides))
 

@@ -46,6 +46,9 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
 # Java class names (older entity style): lowercase package words, then the type name.
 _JAVA_CLASS = re.compile(r"^(?:[a-z_][a-z0-9_]*[.\-])+([A-Z][A-Za-z0-9_$]*)$")
 _FAILED_PATTERNS = re.compile(r"^Error while|\bfailed\b|\bfailure\b", re.IGNORECASE)
+# A JSON ``\ud800`` escape decodes to a lone surrogate: a Python (or Java) string may hold
+# one, UTF-8 cannot, so the event could never be written to the bus.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def decode_body(raw: bytes, *, max_bytes: int) -> dict[str, str]:
@@ -70,7 +73,23 @@ def decode_body(raw: bytes, *, max_bytes: int) -> dict[str, str]:
         if not isinstance(value, str):  # Gson maps of String: ids and sizes are strings too
             kind = "null" if value is None else type(value).__name__
             raise EnvelopeError(f"value of {key!r} must be a string, got {kind}")
+        check_unicode(key, value)
     return body
+
+
+def check_unicode(key: str, value: str) -> None:
+    """Reject a lone surrogate (invalid Unicode) in a key or value: UTF-8 cannot carry it.
+
+    Rejected rather than replaced: a replaced character would change the body CloudStack
+    sent (and its identity), while the dead letter keeps the original bytes as they came.
+    """
+    for what, text in (("key", key), ("value", value)):
+        if not text.isascii() and (bad := _SURROGATE.search(text)) is not None:
+            name = ascii(key) if what == "value" else "a key"
+            raise EnvelopeError(
+                f"{what} of {name} holds a lone surrogate U+{ord(bad.group()):04X}"
+                f" at index {bad.start()}: invalid Unicode"
+            )
 
 
 class _DuplicateKey(ValueError):
@@ -118,14 +137,31 @@ def simple_type(name: str) -> str:
     return match.group(1) if match else name
 
 
-def parse_datetime(text: str) -> datetime:
-    """``yyyy-MM-dd HH:mm:ss Z`` in any zone offset → a tz-aware datetime."""
+def parse_datetime(text: str, what: str = "eventDateTime", fmt: str = _DATETIME_FORMAT) -> datetime:
+    """``yyyy-MM-dd HH:mm:ss Z`` in any zone offset → a tz-aware datetime, in UTC's range."""
     try:
-        return datetime.strptime(text, _DATETIME_FORMAT)
+        when = datetime.strptime(text, fmt)
     except ValueError:
+        example = "yyyy-MM-dd HH:mm:ss Z' (2024-11-28 09:15:00 +0100)"
+        if fmt != _DATETIME_FORMAT:
+            example = "yyyy-MM-ddTHH:mm:ssZ' (2024-11-28T09:15:00+0100)"
+        raise EnvelopeError(f"{what} {text!r} is not '{example}") from None
+    return in_utc_range(when, what, text)
+
+
+def in_utc_range(when: datetime, what: str, text: str) -> datetime:
+    """``when`` itself, once its UTC instant is known to exist (years 1-9999).
+
+    ``0001-01-01 00:00:00 +0100`` parses, but its instant is before year 1: every
+    ``astimezone(UTC)`` on it would raise OverflowError, not a reason anyone can read.
+    """
+    try:
+        when.astimezone(UTC)
+    except (OverflowError, ValueError):
         raise EnvelopeError(
-            f"eventDateTime {text!r} is not 'yyyy-MM-dd HH:mm:ss Z' (2024-11-28 09:15:00 +0100)"
+            f"{what} {text!r} is out of range: its UTC instant is outside years 1-9999"
         ) from None
+    return when
 
 
 def require(body: Mapping[str, str], family: Family, *keys: str) -> None:
@@ -248,8 +284,10 @@ __all__ = [
     "Family",
     "check_event_name",
     "check_token",
+    "check_unicode",
     "decode_body",
     "event_identity",
+    "in_utc_range",
     "infer_family",
     "is_failed",
     "parse_datetime",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
 from csfabric.kernel.envelope import DEFAULT_MAX_BYTES, CloudEvent, make_event
@@ -34,10 +33,12 @@ from ._parse_fields import (
     Family,
     check_event_name,
     check_token,
+    check_unicode,
     decode_body,
     event_identity,
     infer_family,
     is_failed,
+    parse_datetime,
     routing_family,
     simple_type,
     subject_of,
@@ -165,12 +166,7 @@ def parse_list_events_row(row: Mapping[str, Any], *, source: str) -> CloudEvent:
     if status not in ACTION_STATUSES:
         raise EnvelopeError(f"listEvents state {status!r} is not one of {ACTION_STATUSES}")
     created = _row_str(row, "created", required=True) or ""
-    try:
-        when = datetime.strptime(created, _LIST_EVENTS_DATE)
-    except ValueError:
-        raise EnvelopeError(
-            f"listEvents created {created!r} is not yyyy-MM-ddTHH:mm:ssZ (2024-11-28T09:15:00+0100)"
-        ) from None
+    when = parse_datetime(created, "listEvents created", _LIST_EVENTS_DATE)
     description = _row_str(row, "description") or ""
     data: dict[str, Any] = {
         "category": "action",
@@ -209,6 +205,7 @@ def _row_str(row: Mapping[str, Any], key: str, *, required: bool = False) -> str
         return None
     if not isinstance(value, str):
         raise EnvelopeError(f"listEvents {key!r} must be a string, got {type(value).__name__}")
+    check_unicode(key, value)
     return value
 
 

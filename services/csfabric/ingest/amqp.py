@@ -5,7 +5,14 @@ queues, so the service declares and binds its own durable queue: events publishe
 ingest is down wait there.  A message is acked only once :meth:`Pipeline.ingest` returned,
 i.e. JetStream holds the event (or its dead letter); a crash before that leaves it unacked,
 RabbitMQ delivers it again, and ``Nats-Msg-Id`` (the event id) makes the second store a
-no-op.  On an error (NATS away) the message is nacked back to the queue after a pause.
+no-op.
+
+Failures are retried here, in process, with the message unacked and its resource's chain
+held, so a later message of the same resource never overtakes a failing one (a nack-requeue
+would let it).  "NATS is away" (:class:`TransientError`) is retried for as long as it lasts
+(back-pressure: the queue fills, nothing is dropped); any other error ``max_attempts``
+times in all, then the message is dead-lettered and acked.  It is acked only once handled
+or its dead letter is stored.
 
 Why aio-pika and not FastStream's RabbitBroker: this feed needs exactly three things —
 the exchange/queue/bindings declared from settings at runtime, manual ack/nack around an
@@ -32,6 +39,7 @@ from aio_pika.abc import (
 )
 
 from csfabric.cloudstack.parse import NativeMessage
+from csfabric.kernel.errors import TransientError
 
 from .pipeline import Pipeline
 from .settings import IngestSettings
@@ -41,6 +49,8 @@ __all__ = ["AmqpFeed", "start_amqp"]
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFETCH = 256
+DEFAULT_MAX_ATTEMPTS = 5  # as the Kafka feed's, incl. the first
+MAX_RETRY_PAUSE = 30.0
 
 
 class AmqpFeed:
@@ -53,13 +63,20 @@ class AmqpFeed:
         *,
         prefetch: int = DEFAULT_PREFETCH,
         retry_pause: float = 1.0,
+        max_retry_pause: float = MAX_RETRY_PAUSE,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
         self.pipeline = pipeline
         self.settings = settings
         self.prefetch = prefetch
         self.retry_pause = retry_pause
+        self.max_retry_pause = max_retry_pause
+        self.max_attempts = max_attempts
         self.acked = 0
-        self.nacked = 0
+        self.retries = 0  # failed attempts that were tried again (any kind)
+        self.dead_lettered = 0  # given up on after max_attempts, letter stored, acked
         self._connection: AbstractRobustConnection | None = None
         self._queue: AbstractQueue | None = None
         self._tag: ConsumerTag | None = None
@@ -139,21 +156,40 @@ class AmqpFeed:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
         msg = NativeMessage(message.body, "amqp", routing_key=message.routing_key)
-        try:
-            await self.pipeline.ingest(msg)
-        except Exception as exc:
-            log.warning(
-                "amqp %s not stored (%r); requeueing in %.1fs",
-                message.routing_key,
-                exc,
-                self.retry_pause,
-            )
-            # A pause before the nack, or RabbitMQ hands it straight back: no busy loop.
+        attempts = 0  # failures that count: neither "NATS away" nor a dead-letter failure
+        failures = 0  # consecutive failures of any kind, for the backoff
+        error: BaseException | None = None  # set once attempts are used up: dead-letter it
+        while True:
+            try:
+                if error is None:
+                    await self.pipeline.ingest(msg)
+                else:
+                    await self.pipeline.dead_letter(msg, error, attempts)
+                    self.dead_lettered += 1
+                break
+            except TransientError as exc:
+                # The bus is away: not the message's fault, so its attempts are kept.
+                log.warning("amqp %s waits for the bus (%s)", message.routing_key, exc)
+            except Exception as exc:
+                if error is None:
+                    attempts += 1
+                    log.warning(
+                        "amqp %s failed (%r), attempt %d of %d",
+                        message.routing_key,
+                        exc,
+                        attempts,
+                        self.max_attempts,
+                    )
+                    if attempts >= self.max_attempts:
+                        error = exc
+                        continue  # straight to the dead letter
+                else:
+                    log.warning("amqp %s: dead letter not stored (%r)", message.routing_key, exc)
+            failures += 1
+            self.retries += 1
             # Wall time, like the bus's own retries: it waits for a server, not the fabric.
-            await asyncio.sleep(self.retry_pause)
-            await _settle(message.nack(requeue=True))
-            self.nacked += 1
-            return
+            pause = self.retry_pause * 2 ** min(failures - 1, 16)
+            await asyncio.sleep(min(self.max_retry_pause, pause))
         await _settle(message.ack())
         self.acked += 1
 
@@ -164,9 +200,12 @@ async def start_amqp(
     *,
     prefetch: int = DEFAULT_PREFETCH,
     retry_pause: float = 1.0,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> AmqpFeed:
     """Declare, bind and start consuming; the returned feed's ``stop()`` ends it."""
-    feed = AmqpFeed(pipeline, settings, prefetch=prefetch, retry_pause=retry_pause)
+    feed = AmqpFeed(
+        pipeline, settings, prefetch=prefetch, retry_pause=retry_pause, max_attempts=max_attempts
+    )
     await feed.start()
     return feed
 

@@ -55,10 +55,12 @@ async def start_ingest(
     cloudstack: CloudStackSettings | None = None,
 ) -> Ingest:
     polling = settings.poll_interval > 0
+    replaying = bool(settings.kafka_bootstrap) and settings.kafka_offset_reset == "earliest"
     seen: SeenSet | None = None
-    if polling:
-        # Only the poller makes a pushed event and a row of the same event meet; without
-        # it, the stream's Nats-Msg-Id window is all the dedupe needed.
+    if polling or replaying:
+        # Only the poller makes a pushed event and a row of the same event meet, and only a
+        # Kafka group starting at "earliest" replays past the stream's Nats-Msg-Id window;
+        # without either, that window is all the dedupe needed.
         ttl = ctx.clock.to_real(settings.poll_horizon) + _SEEN_MARGIN
         seen = SeenSet(await ctx.bus.key_value(SEEN_BUCKET, ttl=ttl))
     pipeline = Pipeline(ctx, settings, seen=seen)

@@ -4,7 +4,10 @@ CloudStack's Kafka plugin sends the bare event body (key: the resource uuid, or 
 fetched batch goes through :meth:`Pipeline.ingest` partition by partition, in offset order
 (partitions concurrently), and the offsets are committed only after that — the kernel's
 :class:`~csfabric.kernel.kafka.group.CommitAfterHandling`, which the kernel's Kafka bridge
-uses too (for CloudEvents; these are CloudStack's native bodies).  aiokafka directly, not
+uses too (for CloudEvents; these are CloudStack's native bodies).  A body that cannot be
+parsed is dead-lettered by the pipeline at once; a record whose handling fails otherwise is
+retried ``kafka_max_attempts`` times and then dead-lettered, while "NATS is away" only
+pauses the feed (back-pressure) and never uses up a record's attempts.  aiokafka directly, not
 FastStream's KafkaBroker: per-batch manual commits and seeks are the whole point here.
 """
 
@@ -52,7 +55,8 @@ class KafkaFeed:
         self.max_records = max_records
         self.retry_pause = retry_pause
         self.stop_grace = stop_grace
-        self.stored = 0
+        self.stored = 0  # handled: stored, duplicate or dead-lettered by the pipeline
+        self.dead_lettered = 0  # given up on after the group's attempts
         self._group: CommitAfterHandling | None = None
 
     @property
@@ -69,9 +73,10 @@ class KafkaFeed:
             group_id=self.settings.kafka_group,
             client_id="csfabric-ingest",
             enable_auto_commit=False,
-            # A new group starts at the beginning: events CloudStack sent before the
-            # first start are still events to ingest.
-            auto_offset_reset="earliest",
+            # A new group starts at the end ("latest"): replaying the whole topic would go
+            # far past the stream's duplicate window, and the listEvents poller is the
+            # catch-up path.  "earliest" is an explicit choice (settings).
+            auto_offset_reset=self.settings.kafka_offset_reset,
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=max(100, self.session_timeout_ms // 3),
             max_poll_records=self.max_records,
@@ -80,6 +85,8 @@ class KafkaFeed:
             consumer,
             self._ingest,
             name="ingest:kafka",
+            dead_letter=self._dead_letter,
+            max_attempts=self.settings.kafka_max_attempts,
             max_records=self.max_records,
             retry_pause=self.retry_pause,
             stop_grace=self.stop_grace,
@@ -98,10 +105,17 @@ class KafkaFeed:
             await self._group.wait()
 
     async def _ingest(self, record: Any) -> None:
-        await self.pipeline.ingest(
-            NativeMessage(record.value or b"", "kafka", kafka_key=record.key)
-        )
+        await self.pipeline.ingest(self._message(record))
         self.stored += 1
+
+    async def _dead_letter(self, record: Any, error: BaseException, attempts: int) -> None:
+        """The group gave up on ``record``: its dead letter (raises if not stored)."""
+        await self.pipeline.dead_letter(self._message(record), error, attempts)
+        self.dead_lettered += 1
+
+    @staticmethod
+    def _message(record: Any) -> NativeMessage:
+        return NativeMessage(record.value or b"", "kafka", kafka_key=record.key)
 
 
 async def start_kafka(

@@ -8,6 +8,7 @@ file the simulator signs with, and the brokers ``--with rabbitmq|kafka`` start.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
@@ -52,6 +53,13 @@ class IngestSettings(CsfabricSettings):
     )
     kafka_topic: str = "cloudstack"
     kafka_group: str = "csfabric-ingest"
+    kafka_offset_reset: Literal["latest", "earliest"] = Field(
+        "latest",
+        description="where a new consumer group starts; the listEvents poller catches up",
+    )
+    kafka_max_attempts: int = Field(
+        5, ge=1, description="attempts at a failing Kafka record before it is dead-lettered"
+    )
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(18091, ge=0, le=65535, description="0 picks a free port")
     webhook_path: str = "/webhook"

@@ -67,6 +67,15 @@ class CloudEvent(BaseModel):
     def _zone_required(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("time must carry a zone offset (RFC 3339)")
+        if value is not None:
+            try:
+                # 0001-01-01T00:00:00+01:00 parses, but has no UTC instant: to_json could
+                # never write it, so it is refused here, where the reason reaches the DLQ.
+                value.astimezone(UTC)
+            except (OverflowError, ValueError):
+                raise ValueError(
+                    "time is out of range: its UTC instant is outside years 1-9999"
+                ) from None
         return value
 
     @model_validator(mode="after")
@@ -109,15 +118,66 @@ class CloudEvent(BaseModel):
         return body
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+        """Compact UTF-8 JSON; :class:`EnvelopeError` if the event cannot be written.
+
+        Validation already refuses what UTF-8 or UTC cannot hold; this also covers ``data``
+        built in code (a non-JSON value), so a caller always gets the permanent error.
+        """
+        try:
+            text = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+            return text.encode()
+        except (UnicodeEncodeError, OverflowError, TypeError, ValueError, RecursionError) as exc:
+            raise EnvelopeError(f"event {self.id!r} cannot be written as JSON: {exc}") from None
 
     def with_trace(self, traceparent: str | None, tracestate: str | None = None) -> CloudEvent:
         return self.model_copy(update={"traceparent": traceparent, "tracestate": tracestate})
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# UTF-8 bytes cannot hold a surrogate; only a JSON escape can make one.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _refuse_lone_surrogates(data: bytes) -> None:
+    """EnvelopeError when the JSON text decodes to a lone surrogate (invalid Unicode).
+
+    A ``\\ud800`` escape parses to a string UTF-8 cannot carry, so ``to_json`` would fail on
+    every publish of the event; refused here, where the reason reaches the dead letter.
+    """
+    try:
+        body = json.loads(data.decode("utf-8-sig"))
+    except (ValueError, RecursionError):
+        return  # not JSON: parse_event names that defect
+    if (where := _lone_surrogate(body)) is not None:
+        raise EnvelopeError(f"{where} holds a lone surrogate: invalid Unicode")
+
+
+def _lone_surrogate(value: Any, where: str = "") -> str | None:
+    """The path of the first string (key or value) holding a lone surrogate, else None."""
+    if isinstance(value, str):
+        if not value.isascii() and _SURROGATE.search(value):
+            return where or "event"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            if isinstance(key, str) and not key.isascii() and _SURROGATE.search(key):
+                return f"a key in {where or 'event'}"
+            if (found := _lone_surrogate(item, path)) is not None:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            if (found := _lone_surrogate(item, f"{where}[{index}]")) is not None:
+                return found
+    return None
+
+
 def parse_event(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CloudEvent:
     """Parse one structured-mode CloudEvent or raise :class:`EnvelopeError` with the reason."""
-    data = raw.encode() if isinstance(raw, str) else raw
+    data = raw.encode("utf-8", "backslashreplace") if isinstance(raw, str) else raw
+    if _ESCAPED_SURROGATE.search(data):  # rare: only then is the parsed text walked
+        _refuse_lone_surrogates(data)
     if len(data) > max_bytes:
         raise EnvelopeError(f"event is {len(data)} bytes, over the {max_bytes}-byte limit")
     try:
@@ -177,6 +237,9 @@ def make_event(
     **extensions: str | int | bool,
 ) -> CloudEvent:
     """Build an event; the same validation as parsing applies."""
+    given = {"id": id, "source": source, "subject": subject, "data": data, **extensions}
+    if (where := _lone_surrogate(given | {"dataschema": dataschema})) is not None:
+        raise EnvelopeError(f"{where} holds a lone surrogate: invalid Unicode")
     try:
         return CloudEvent.model_validate(
             {

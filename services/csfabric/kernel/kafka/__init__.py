@@ -3,9 +3,12 @@
 In (:class:`KafkaToNats`): offsets are committed only after every JetStream publish of a
 fetched batch was acknowledged, so a restart loses nothing, and what it reads twice the
 duplicate window drops (``Nats-Msg-Id`` = event id).  Records that are not CloudEvents go to
-``csfabric.dlq.<service>``.  Out (:class:`NatsToKafka`): a kernel :class:`Consumer` whose
-handler awaits the ``acks=all`` send, so JetStream lets go of an event only once Kafka holds
-it (at least once: readers dedupe on ``ce_id``).  Keys come from :func:`record_key`, so one
+``csfabric.dlq.<service>`` at once, records whose handling fails otherwise after
+``max_attempts_in`` (5) attempts; "NATS is away" only pauses the bridge.  A new group starts
+at ``latest`` (``CSFABRIC_KAFKA_OFFSET_RESET``; ``earliest`` replays the topic).
+Out (:class:`NatsToKafka`): a kernel :class:`Consumer` whose handler awaits the ``acks=all``
+send, so JetStream lets go of an event only once Kafka holds it (at least once: readers
+dedupe on ``ce_id``).  Keys come from :func:`record_key`, so one
 resource stays on one partition, in order.
 """
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiokafka.errors import (
     InvalidTopicError,
     MessageSizeTooLargeError,
@@ -50,6 +52,14 @@ class KafkaBridgeSettings(CsfabricSettings):
     # High, so that a Kafka outage pauses the bridge out instead of dead-lettering its input.
     max_deliver_out: int = Field(100, ge=1, description="sends tried before dead-lettering")
     max_records: int = Field(500, ge=1, description="records per fetched batch, bridge in")
+    # A new group starts at the end: replaying a whole topic would go far past JetStream's
+    # duplicate window.  "earliest" is for a deliberate first import of a topic's history.
+    offset_reset: Literal["latest", "earliest"] = Field(
+        "latest", description="where a new consumer group of the bridge in starts"
+    )
+    max_attempts_in: int = Field(
+        5, ge=1, description="handling attempts of a failing record before it is dead-lettered"
+    )
     session_timeout_ms: int = Field(10_000, ge=1, description="consumer group session timeout")
     heartbeat_interval_ms: int = Field(3_000, ge=1, description="consumer group heartbeat")
     # Tansu 0.6 answers InitProducerId with an error; real Kafka takes it.

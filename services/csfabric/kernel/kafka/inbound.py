@@ -1,4 +1,9 @@
-"""Kafka topics → JetStream: commit only after the JetStream publish is acknowledged."""
+"""Kafka topics → JetStream: commit only after the JetStream publish is acknowledged.
+
+A record that is not a valid CloudEvent (or cannot be written as one) is dead-lettered at
+once, in the consumer span of its record; the group loop (:mod:`.group`) dead-letters a
+record whose handling kept failing otherwise, after its bounded attempts.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ from ._settings import (
     KafkaBridgeSettings,
 )
 from .group import CommitAfterHandling, where
+
+__all__ = ["KafkaToNats"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +67,7 @@ class KafkaToNats:
             group_id=s.group_id,
             client_id=f"csfabric-{self.bus.service}",
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset=s.offset_reset,
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
         )
@@ -69,6 +76,8 @@ class KafkaToNats:
             consumer,
             self._bridge,
             name=f"kafka-in:{s.group_id}",
+            dead_letter=self._exhausted,
+            max_attempts=s.max_attempts_in,
             max_records=s.max_records,
             retry_pause=self.retry_pause,
             stop_grace=self.stop_grace,
@@ -92,15 +101,13 @@ class KafkaToNats:
 
     async def _bridge(self, record: Any) -> None:
         raw: bytes = record.value or b""
-        carrier = {
-            name.lower(): value.decode("utf-8", "replace")
-            for name, value in record.headers or ()
-            if name.lower() in _TRACE_HEADERS and value is not None
-        }
+        carrier = _trace_carrier(record)
         try:
             event: CloudEvent | EnvelopeError = parse_event(raw, max_bytes=self.max_event_bytes)
         except EnvelopeError as exc:
             event = exc
+        except Exception as exc:  # a parser bug must not hold the partition: dead letter
+            event = EnvelopeError(f"parser failed: {type(exc).__name__}: {exc}")
         if isinstance(event, CloudEvent) and "traceparent" not in carrier and event.traceparent:
             carrier = {"traceparent": event.traceparent, "tracestate": event.tracestate or ""}
         # Dead letters too are published in this span, so they join the producer's trace.
@@ -122,8 +129,23 @@ class KafkaToNats:
         self.bridged += 1
         self.duplicates += bool(ack.duplicate)
 
-    async def _dead_letter(self, record: Any, raw: bytes, error: BaseException) -> None:
+    async def _exhausted(self, record: Any, error: BaseException, attempts: int) -> None:
+        """The group gave up on ``record`` (``attempts`` failed): its dead letter, traced."""
+        with self._tracer.start_as_current_span(
+            f"{record.topic} dead-letter",
+            context=extract_context(_trace_carrier(record)),
+            kind=SpanKind.CONSUMER,
+        ):
+            await self._dead_letter(record, record.value or b"", error, attempts)
+
+    async def _dead_letter(
+        self, record: Any, raw: bytes, error: BaseException, attempts: int = 1
+    ) -> None:
+        # backslashreplace: a lone surrogate quoted in a reason would make the header unsendable.
         reason = redact(str(error) or type(error).__name__)
+        reason = reason.encode("utf-8", "backslashreplace").decode()
+        if attempts > 1:
+            reason = f"{type(error).__name__} after {attempts} attempts: {reason}"
         limit = max(0, self.bus.nc.max_payload - _HEADER_ROOM)
         if len(raw) > limit:
             # NATS cannot carry it whole; a cut copy still shows what arrived.
@@ -134,7 +156,7 @@ class KafkaToNats:
             reason=reason,
             error=type(error).__name__,
             subject=f"kafka:{where(record)}",
-            deliveries=1,
+            deliveries=attempts,
             stream=None,
             stream_seq=None,
             time=self.bus.clock.now(),
@@ -148,3 +170,11 @@ class KafkaToNats:
             self.bus.metrics.dead_letter(letter.error)
         self.dead_lettered += 1
         log.warning("dead-lettered kafka record %s: %s", where(record), letter.reason)
+
+
+def _trace_carrier(record: Any) -> dict[str, str]:
+    return {
+        name.lower(): value.decode("utf-8", "replace")
+        for name, value in record.headers or ()
+        if name.lower() in _TRACE_HEADERS and value is not None
+    }
