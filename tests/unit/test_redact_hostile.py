@@ -42,6 +42,8 @@ HOSTILE: dict[str, str] = {
     "word-chars-mixed": "aB_9" * (MIB // 4),
     "many-values": "token=x&" * (MIB // 8),
     "many-values-mixed-case": "ToKen=X&" * (MIB // 8),
+    "many-values-every-key": "ApiKey=X&SeCret=X&SigNature=X&PassWord=X&ToKen=X&Api_Key=X&"
+    * (MIB // 56),
     "many-quoted-values": "'token': 'x', " * (MIB // 14),
     "quotes": "'" * MIB,
     "spaces-after-key": "secret" + " " * MIB,
@@ -301,3 +303,23 @@ def test_a_registered_secret_anywhere_is_masked_whole_even_when_cut(
     text = f"{before}{SECRET}{after}" * 3
     for out in (redact(text), logs.clip(text, limit), logs.quote(text, limit)):
         assert not any(SECRET[i : i + 6] in out for i in range(len(SECRET) - 5))
+
+
+_PIECES = ["ToKen", "token", "ApI_kEy", "SecretKey", "sİgnature", "to\u212aen", "AUTHORIZATION"]
+_PIECES += ["=", ": ", " = ", "'", '"', "x", "X", " ", "&", "bearer ", "Basic ", "\\", "\n", ","]
+_KEYISH = st.lists(st.sampled_from(_PIECES), max_size=40).map("".join)
+
+
+@given(_KEYISH)
+def test_matching_the_original_text_or_the_lower_cased_copy_masks_the_same(text: str) -> None:
+    # Many values in a mixed-case text are matched on the text itself, few on a lower-cased
+    # copy (see logs._MANY); both must give the same result.
+    saved = logs._MANY
+    try:
+        logs._MANY = -1
+        on_text = redact(text)
+        logs._MANY = 1 << 60
+        on_copy = redact(text)
+    finally:
+        logs._MANY = saved
+    assert on_text == on_copy
