@@ -214,6 +214,11 @@ def test_an_unterminated_quoted_value_is_masked_to_the_end_of_the_line() -> None
     assert redact('{"Password": "p\\"w') == '{"Password": "***'
 
 
+def test_a_quoted_value_after_an_equals_sign_is_masked() -> None:
+    assert redact('<form password="p w" user="bob">') == '<form password="***" user="bob">'
+    assert redact("token='XYZ' and") == "token='***' and"
+
+
 def test_dead_letter_reason_is_bounded_one_line_and_stable() -> None:
     register_secret(SECRET)
     reason = "bad\nvalue " + ("z" * (dlq.MAX_REASON - 15)) + SECRET + "tail" * 1000

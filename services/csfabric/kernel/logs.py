@@ -74,7 +74,7 @@ MAX_DEPTH = 6
 #
 # After the word, in one match:
 #   word=v (query strings, key=value text): the value ends where a URL or a sentence
-#   would end it;
+#   would end it; word="v" as below;
 #   word": "v" / word': 'v' (JSON, the repr of a logged params dict): the value runs to
 #   its closing quote, or to the end of the line if it has none (a cut repr must not
 #   leave the start of a secret visible).
@@ -99,7 +99,7 @@ def _cased(words: str) -> str:
 
 def _keyed(word: str) -> str:
     # Groups: the key, kept, and the value, masked; re.split interleaves them with the rest.
-    return rf"""({word}(?:\s*+=\s*+|["']\s*+:\s*+["']))({_BODY}|{_VALUE})"""
+    return rf"""({word}(?:\s*+=\s*+["']?|["']\s*+:\s*+["']))({_BODY}|{_VALUE})"""
 
 
 def _header(word: str, schemes: str) -> str:
