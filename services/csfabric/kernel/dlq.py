@@ -2,6 +2,10 @@
 
 Keeping the payload byte-for-byte means an operator can republish a fixed dead letter to
 its original subject, and an auditor sees exactly what arrived.
+
+The reason is bounded where the letter is made (at most ``MAX_REASON`` characters, one
+line, secrets redacted): it often quotes what a producer sent, and a megabyte reason
+would be a megabyte header, log line and alert.  Only the part kept is redacted.
 """
 
 from __future__ import annotations
@@ -9,12 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from .logs import redact
+from .logs import clip
+
+__all__ = ["HEADER_PREFIX", "MAX_REASON", "DeadLetter", "dlq_subject"]
 
 HEADER_PREFIX = "Csfabric-Dlq-"
-_MAX_REASON = 2000
+MAX_REASON = 2000
+# Room for the "… (N more characters)" mark, so that a reason read back from a header is
+# within the bound and comes back unchanged.
+_KEEP = MAX_REASON - 40
 
 
 class DeadLetter(BaseModel):
@@ -30,10 +39,15 @@ class DeadLetter(BaseModel):
     time: datetime
     original: bytes = Field(description="the message payload, unchanged")
 
+    @field_validator("reason")
+    @classmethod
+    def _bounded(cls, reason: str) -> str:
+        return _one_line(reason)
+
     def headers(self) -> dict[str, str]:
         values = {
             "Service": self.service,
-            "Reason": _one_line(self.reason),
+            "Reason": self.reason,
             "Error": self.error,
             "Subject": self.subject,
             "Deliveries": str(self.deliveries),
@@ -65,12 +79,9 @@ class DeadLetter(BaseModel):
 
 
 def _one_line(text: str) -> str:
-    clean = " ".join(redact(text).split())
-    return clean if len(clean) <= _MAX_REASON else clean[: _MAX_REASON - 1] + "…"
+    """``text`` on one line, secrets redacted, at most :data:`MAX_REASON` characters."""
+    return clip(text, _KEEP if len(text) > MAX_REASON else MAX_REASON, one_line=True)
 
 
 def dlq_subject(service: str) -> str:
     return f"csfabric.dlq.{service}"
-
-
-__all__ = ["HEADER_PREFIX", "DeadLetter", "dlq_subject"]
