@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from csfabric.kernel.errors import EnvelopeError
+from csfabric.kernel.logs import quote
 
 from .native import ACTION_STATUSES
 
@@ -64,7 +65,7 @@ def decode_body(raw: bytes, *, max_bytes: int) -> dict[str, str]:
     try:
         body: Any = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except _DuplicateKey as exc:
-        raise EnvelopeError(f"body repeats the key {exc.key!r}") from None
+        raise EnvelopeError(f"body repeats the key {quote(exc.key)}") from None
     except (ValueError, RecursionError) as exc:
         raise EnvelopeError(f"body is not JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -72,7 +73,7 @@ def decode_body(raw: bytes, *, max_bytes: int) -> dict[str, str]:
     for key, value in body.items():
         if not isinstance(value, str):  # Gson maps of String: ids and sizes are strings too
             kind = "null" if value is None else type(value).__name__
-            raise EnvelopeError(f"value of {key!r} must be a string, got {kind}")
+            raise EnvelopeError(f"value of {quote(key)} must be a string, got {kind}")
         check_unicode(key, value)
     return body
 
@@ -127,8 +128,8 @@ def routing_family(category: str) -> Family:
     if category in ROUTING_CATEGORIES:
         return ROUTING_CATEGORIES[category]
     if category in _UNSUPPORTED_CATEGORIES:
-        raise EnvelopeError(f"routing-key category {category!r} is not ingested (no family)")
-    raise EnvelopeError(f"unknown routing-key category {category!r}")
+        raise EnvelopeError(f"routing-key category {quote(category)} is not ingested (no family)")
+    raise EnvelopeError(f"unknown routing-key category {quote(category)}")
 
 
 def simple_type(name: str) -> str:
@@ -145,7 +146,7 @@ def parse_datetime(text: str, what: str = "eventDateTime", fmt: str = _DATETIME_
         example = "yyyy-MM-dd HH:mm:ss Z' (2024-11-28 09:15:00 +0100)"
         if fmt != _DATETIME_FORMAT:
             example = "yyyy-MM-ddTHH:mm:ssZ' (2024-11-28T09:15:00+0100)"
-        raise EnvelopeError(f"{what} {text!r} is not '{example}") from None
+        raise EnvelopeError(f"{what} {quote(text)} is not '{example}") from None
     return in_utc_range(when, what, text)
 
 
@@ -159,7 +160,7 @@ def in_utc_range(when: datetime, what: str, text: str) -> datetime:
         when.astimezone(UTC)
     except (OverflowError, ValueError):
         raise EnvelopeError(
-            f"{what} {text!r} is out of range: its UTC instant is outside years 1-9999"
+            f"{what} {quote(text)} is out of range: its UTC instant is outside years 1-9999"
         ) from None
     return when
 
@@ -167,18 +168,18 @@ def in_utc_range(when: datetime, what: str, text: str) -> datetime:
 def require(body: Mapping[str, str], family: Family, *keys: str) -> None:
     for key in keys:
         if not body.get(key):
-            raise EnvelopeError(f"{family} event without {key!r}")
+            raise EnvelopeError(f"{family} event without {quote(key)}")
 
 
 def check_event_name(name: str) -> str:
     if not _EVENT_NAME.match(name):
-        raise EnvelopeError(f"event name {name!r} is not dotted words (letters, digits, _ -)")
+        raise EnvelopeError(f"event name {quote(name)} is not dotted words (letters, digits, _ -)")
     return name
 
 
 def check_token(what: str, value: str) -> str:
     if not _TOKEN.match(value):
-        raise EnvelopeError(f"{what} {value!r} is not one word (letters, digits, _ -)")
+        raise EnvelopeError(f"{what} {quote(value)} is not one word (letters, digits, _ -)")
     return value
 
 
@@ -191,7 +192,9 @@ def validate(family: Family, body: Mapping[str, str]) -> datetime:
         check_token("resource type", simple_type(body["resource"]))
         status = body.get("status")
         if status is not None and status not in STATE_STATUSES:
-            raise EnvelopeError(f"state event status {status!r} is not one of {STATE_STATUSES}")
+            raise EnvelopeError(
+                f"state event status {quote(status)} is not one of {STATE_STATUSES}"
+            )
         return when
     require(body, family, "event")
     check_event_name(body["event"])
@@ -199,7 +202,7 @@ def validate(family: Family, body: Mapping[str, str]) -> datetime:
         require(body, family, "status")
         if body["status"] not in ACTION_STATUSES:
             raise EnvelopeError(
-                f"action event status {body['status']!r} is not one of {ACTION_STATUSES}"
+                f"action event status {quote(body['status'])} is not one of {ACTION_STATUSES}"
             )
     elif family == "usage":
         require(body, family, "resource", "id")

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from csfabric.kernel.envelope import DEFAULT_MAX_BYTES, CloudEvent, make_event
 from csfabric.kernel.errors import EnvelopeError
+from csfabric.kernel.logs import quote
 
 from ._parse_fields import (
     IDENTITY_NAMESPACE,
@@ -84,7 +85,7 @@ def _parse_routing_key(key: str) -> _RoutingKey:
     parts = key.split(".")
     if len(parts) != 5:
         raise EnvelopeError(
-            f"routing key {key!r} has {len(parts)} words,"
+            f"routing key {quote(key)} has {len(parts)} words,"
             " not source.category.type.resourceType.uuid"
         )
     family = routing_family(parts[1])
@@ -125,7 +126,9 @@ def parse_native(
     # Both come from the same Java string, so a mismatch is forged or corrupted.
     word = routing.event_word if routing is not None else None
     if word is not None and family != "state" and word != routing_key_part(body["event"]):
-        raise EnvelopeError(f"routing key type {word!r} does not match event {body['event']!r}")
+        raise EnvelopeError(
+            f"routing key type {quote(word)} does not match event {quote(body['event'])}"
+        )
     data = typed_fields(family, body, when)
     if family == "state":
         resource = simple_type(body["resource"])
@@ -164,7 +167,7 @@ def parse_list_events_row(row: Mapping[str, Any], *, source: str) -> CloudEvent:
     event = check_event_name(_row_str(row, "type", required=True) or "")
     status = _row_str(row, "state", required=True)
     if status not in ACTION_STATUSES:
-        raise EnvelopeError(f"listEvents state {status!r} is not one of {ACTION_STATUSES}")
+        raise EnvelopeError(f"listEvents state {quote(status)} is not one of {ACTION_STATUSES}")
     created = _row_str(row, "created", required=True) or ""
     when = parse_datetime(created, "listEvents created", _LIST_EVENTS_DATE)
     description = _row_str(row, "description") or ""
@@ -201,10 +204,10 @@ def _row_str(row: Mapping[str, Any], key: str, *, required: bool = False) -> str
     value = row.get(key)
     if value is None or value == "":
         if required:
-            raise EnvelopeError(f"listEvents row without {key!r}")
+            raise EnvelopeError(f"listEvents row without {quote(key)}")
         return None
     if not isinstance(value, str):
-        raise EnvelopeError(f"listEvents {key!r} must be a string, got {type(value).__name__}")
+        raise EnvelopeError(f"listEvents {quote(key)} must be a string, got {type(value).__name__}")
     check_unicode(key, value)
     return value
 

@@ -27,7 +27,7 @@ from csfabric.kernel.bus import retry_broker
 from csfabric.kernel.dlq import DeadLetter, dlq_subject
 from csfabric.kernel.envelope import CloudEvent
 from csfabric.kernel.errors import EnvelopeError, PermanentError, TransientError
-from csfabric.kernel.logs import redact
+from csfabric.kernel.logs import clip
 from csfabric.kernel.runtime import ServiceContext
 
 from .logic import Outcome, dlq_msg_id, native_fingerprint, row_fingerprint, seen_key
@@ -254,7 +254,7 @@ class Pipeline:
         reason: str | None = None,
         deliveries: int = 1,
     ) -> None:
-        reason = redact(reason or str(error) or type(error).__name__)
+        reason = clip(reason or str(error) or type(error).__name__, 1500, one_line=True)
         # A lone surrogate quoted in a reason would make the header unsendable.
         reason = reason.encode("utf-8", "backslashreplace").decode()
         room = self.ctx.bus.nc.max_payload - 16384  # headers included

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .bus import Bus
-from .logs import redact
+from .logs import clip
 from .tracing import current_trace_id
 
 Outcome = Literal["success", "failure", "skipped", "dry-run", "pending"]
@@ -76,7 +76,7 @@ class Auditor:
             time=self.bus.clock.now(),
             service=self.bus.service,
             decision=decision,
-            reason=redact(reason),
+            reason=clip(reason, 2000),
             input_event_ids=input_event_ids or [],
             policy=policy,
             policy_version=policy_version,

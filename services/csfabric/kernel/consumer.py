@@ -46,7 +46,7 @@ from .dlq import DeadLetter, dlq_subject
 from .envelope import DEFAULT_MAX_BYTES, CloudEvent, parse_event
 from .errors import EnvelopeError, RetryLater
 from .keepalive import KeepAlive
-from .logs import redact
+from .logs import clip
 from .ops import Metrics
 from .settings import FabricSettings
 from .tracing import extract_context, get_tracer
@@ -479,7 +479,7 @@ class Consumer(Generic[T]):
     def _letter(self, delivery: Delivery, error: BaseException) -> DeadLetter:
         return DeadLetter(
             service=self.bus.service,
-            reason=redact(str(error) or type(error).__name__),
+            reason=clip(str(error) or type(error).__name__, 1500, one_line=True),
             error=type(error).__name__,
             subject=delivery.subject,
             deliveries=delivery.deliveries,

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from .errors import EnvelopeError
+from .logs import clip, quote
 
 DEFAULT_MAX_BYTES = 1 << 20
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
@@ -83,11 +84,11 @@ class CloudEvent(BaseModel):
         for name, value in (self.model_extra or {}).items():
             if not _EXTENSION_NAME.match(name):
                 raise ValueError(
-                    f"extension attribute {name!r} must be 1-20 lowercase letters or digits"
+                    f"extension attribute {quote(name)} must be 1-20 lowercase letters or digits"
                 )
             if not isinstance(value, str | int | bool):
                 raise ValueError(
-                    f"extension attribute {name!r} must be a string, integer or boolean"
+                    f"extension attribute {quote(name)} must be a string, integer or boolean"
                 )
         return self
 
@@ -127,7 +128,9 @@ class CloudEvent(BaseModel):
             text = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
             return text.encode()
         except (UnicodeEncodeError, OverflowError, TypeError, ValueError, RecursionError) as exc:
-            raise EnvelopeError(f"event {self.id!r} cannot be written as JSON: {exc}") from None
+            why = clip(str(exc), 200, one_line=True)
+            what = f"event {quote(self.id)}"
+            raise EnvelopeError(f"{what} cannot be written as JSON: {why}") from None
 
     def with_trace(self, traceparent: str | None, tracestate: str | None = None) -> CloudEvent:
         return self.model_copy(update={"traceparent": traceparent, "tracestate": tracestate})
@@ -207,7 +210,7 @@ def parse_event(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Clou
         raise EnvelopeError("data_base64 is not supported; send JSON data")
     version = body.get("specversion")
     if version != "1.0":
-        raise EnvelopeError(f"specversion must be '1.0', got {version!r}")
+        raise EnvelopeError(f"specversion must be '1.0', got {quote(version)}")
     try:
         return CloudEvent.model_validate(body)
     except ValidationError as exc:
@@ -217,12 +220,13 @@ def parse_event(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Clou
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "event"
+        # Locations can be keys of the received JSON: cut, like every quoted received value.
+        where = clip(".".join(str(part) for part in error["loc"]) or "event", 200, one_line=True)
         message = error["msg"]
         if error["type"] == "missing":
             message = "required attribute is missing"
         problems.append(f"{where}: {message}")
-    return "; ".join(problems)
+    return clip("; ".join(problems[:20]), 2000, one_line=True)
 
 
 def make_event(

@@ -19,7 +19,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from csfabric.kernel.logs import redact
+from csfabric.kernel.logs import clip
 from csfabric.kernel.metriclabels import CappedLabel, subject_labels
 
 # Handlers range from sub-millisecond pure logic to multi-second CloudStack calls.
@@ -191,10 +191,10 @@ class OpsServer:
             return False, f"no answer within {self._check_timeout:g}s"
         except Exception as exc:  # a probe reports failures, it never raises them
             # Errors can quote a URL with credentials; the probe body is unauthenticated.
-            return False, redact(f"{type(exc).__name__}: {exc}")
+            return False, clip(f"{type(exc).__name__}: {exc}", 500, one_line=True)
         if isinstance(result, tuple):
             ok, reason = result
-            return bool(ok), redact(reason) if not ok else ""
+            return bool(ok), clip(reason, 500, one_line=True) if not ok else ""
         return bool(result), "" if result else "check returned False"
 
 

@@ -19,7 +19,7 @@ from ..bus import Bus
 from ..dlq import DeadLetter, dlq_subject
 from ..envelope import DEFAULT_MAX_BYTES, CloudEvent, parse_event, subject_for
 from ..errors import EnvelopeError, PermanentError
-from ..logs import redact
+from ..logs import clip
 from ..tracing import extract_context, get_tracer
 from ._settings import (
     _HEADER_ROOM,
@@ -142,7 +142,7 @@ class KafkaToNats:
         self, record: Any, raw: bytes, error: BaseException, attempts: int = 1
     ) -> None:
         # backslashreplace: a lone surrogate quoted in a reason would make the header unsendable.
-        reason = redact(str(error) or type(error).__name__)
+        reason = clip(str(error) or type(error).__name__, 1500, one_line=True)
         reason = reason.encode("utf-8", "backslashreplace").decode()
         if attempts > 1:
             reason = f"{type(error).__name__} after {attempts} attempts: {reason}"
