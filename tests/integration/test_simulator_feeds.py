@@ -1,6 +1,6 @@
 """The simulator's event feeds against real servers: RabbitMQ, tansu (Kafka), an HTTP hook.
 
-Every feed must carry CloudStack's own bytes (see /work/shared/reference/cloudstack.md).
+Every feed must carry CloudStack's own bytes (see docs/cloudstack-formats.md).
 Exchanges and topics are unique per test: the brokers outlive the tests.
 """
 

@@ -1,7 +1,7 @@
 """The pieces of :mod:`csfabric.cloudstack.parse`: body decoding, category rules, identity.
 
 Every check here rejects something no CloudStack release sends (see
-/work/shared/reference/cloudstack.md and :mod:`csfabric.cloudstack.native`), and every
+docs/cloudstack-formats.md and :mod:`csfabric.cloudstack.native`), and every
 rejection is an :class:`EnvelopeError` whose reason names the defect, because the reason
 is all an operator sees on the dead-letter subject.
 """

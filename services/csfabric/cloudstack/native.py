@@ -1,7 +1,7 @@
 """CloudStack's own event formats, byte for byte, as its event-bus plugins publish them.
 
 The simulator emits these and the ingest side parses them, so both share one definition.
-Sources checked in apache/cloudstack (see /work/shared/reference/cloudstack.md):
+Sources checked in apache/cloudstack (see docs/cloudstack-formats.md):
 
 * ``framework/events/.../Event.java``: ``setDescription(Object)`` serialises the description
   map with ``new Gson()`` — compact, HTML-safe escaping, null values dropped.
