@@ -79,8 +79,14 @@ class DeadLetter(BaseModel):
 
 
 def _one_line(text: str) -> str:
-    """``text`` on one line, secrets redacted, at most :data:`MAX_REASON` characters."""
-    return clip(text, _KEEP if len(text) > MAX_REASON else MAX_REASON, one_line=True)
+    """``text`` on one line, secrets redacted, at most :data:`MAX_REASON` characters.
+
+    A lone surrogate (a handler quoting bytes it decoded with ``surrogateescape``) is
+    written as its escape: a NATS header is UTF-8, and a reason it cannot carry would make
+    the dead letter unstorable, so the message would come back for ever.
+    """
+    clipped = clip(text, _KEEP if len(text) > MAX_REASON else MAX_REASON, one_line=True)
+    return clipped.encode("utf-8", "backslashreplace").decode()
 
 
 def dlq_subject(service: str) -> str:

@@ -155,23 +155,44 @@ def _refuse_lone_surrogates(data: bytes) -> None:
         raise EnvelopeError(f"{where} holds a lone surrogate: invalid Unicode")
 
 
-def _lone_surrogate(value: Any, where: str = "") -> str | None:
-    """The path of the first string (key or value) holding a lone surrogate, else None."""
+def _lone_surrogate(value: Any) -> str | None:
+    """The path of the first string (key or value) holding a lone surrogate, else None.
+
+    The path is built only for the string found (the way down is kept as links), so the
+    walk is linear: building each key's path as it went made a long key above many small
+    ones quadratic (1 MiB took 0.7 s).
+    """
+    found = _find_surrogate(value, None)
+    if found is None:
+        return None
+    link, in_key = found
+    parts: list[str] = []
+    while link is not None:
+        link, part = link
+        parts.append(part)
+    where = "".join(reversed(parts)).removeprefix(".")
+    return f"a key in {where or 'event'}" if in_key else where or "event"
+
+
+_Link = tuple[Any, str] | None  # (the parent's link, ".key" or "[index]")
+
+
+def _find_surrogate(value: Any, link: _Link) -> tuple[_Link, bool] | None:
+    """(link to the string, whether it is a key) of the first lone surrogate, else None."""
     if isinstance(value, str):
         if not value.isascii() and _SURROGATE.search(value):
-            return where or "event"
+            return link, False
         return None
     if isinstance(value, dict):
         for key, item in value.items():
-            path = f"{where}.{key}" if where else str(key)
             if isinstance(key, str) and not key.isascii() and _SURROGATE.search(key):
-                return f"a key in {where or 'event'}"
-            if (found := _lone_surrogate(item, path)) is not None:
+                return link, True
+            if (found := _find_surrogate(item, (link, f".{key}"))) is not None:
                 return found
         return None
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            if (found := _lone_surrogate(item, f"{where}[{index}]")) is not None:
+            if (found := _find_surrogate(item, (link, f"[{index}]"))) is not None:
                 return found
     return None
 

@@ -47,8 +47,14 @@ class LeaseLost(TransientError):
     """The lease's term is over (or cannot be proven current): the side effect was not done.
 
     Transient because the work is not wrong, only no longer ours: the holder of the next
-    term (this replica or another) does it.
+    term (this replica or another) does it.  ``acted`` is True when it is raised *after* the
+    side effect (``Lease.fenced()`` at its exit): then it proves nothing about whether the
+    act happened, and an action ledger records the outcome as unknown, not failed.
     """
+
+    def __init__(self, reason: str, *, acted: bool = False) -> None:
+        super().__init__(reason)
+        self.acted = acted
 
 
 class RetryLater(TransientError):

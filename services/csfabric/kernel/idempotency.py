@@ -16,8 +16,9 @@ compare-and-set on the key's revision, so two deliveries of one event never both
   (CloudStack answered 530/533/534…, the connection was refused before sending): the next
   attempt claims the key at once and calls again.
 * **unknown** — an :class:`OutcomeUnknownError` (a mutating CloudStack command timed out or
-  lost its connection after sending, a job timed out), the call deadline, or an exception
-  the ledger cannot classify: the action may have happened.  The next attempt asks
+  lost its connection after sending, a job timed out), the call deadline, a
+  :class:`~.errors.LeaseLost` raised after the act (``acted``), or an exception the ledger
+  cannot classify: the action may have happened.  The next attempt asks
   ``reconcile`` (for CloudStack: "is there a resource tagged ``csfabric:key=<key>``?") and
   records what it finds.  Only when nothing is found *and* the intent is older than
   ``stale_after`` — its call is over for sure — is it claimed and called again; until then
@@ -66,7 +67,7 @@ from nats.js.kv import KeyValue
 
 from .bus import Bus, retry_broker
 from .clock import Clock, RealClock
-from .errors import ConfigError, PermanentError, RetryLater, TransientError
+from .errors import ConfigError, LeaseLost, PermanentError, RetryLater, TransientError
 from .logs import redact
 from .settings import FabricSettings
 
@@ -168,7 +169,10 @@ class ActionLedger:
             await self._settle(key, revision, "unknown", error, claimed)
             raise
         except TransientError as error:
-            await self._settle(key, revision, "failed", error, claimed)
+            # A lease term that ran out while the call acted (``Lease.fenced()``'s exit)
+            # proves nothing about the act: unknown, reconciled, never repeated blindly.
+            acted = isinstance(error, LeaseLost) and error.acted
+            await self._settle(key, revision, "unknown" if acted else "failed", error, claimed)
             raise
         except TimeoutError:
             unknown = OutcomeUnknownError(

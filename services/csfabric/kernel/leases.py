@@ -201,7 +201,10 @@ class Lease:
         act would be refused anyway.
         """
         yield await self.fence()
-        self._current("while it acted")
+        try:
+            self._current("while it acted")
+        except LeaseLost as lost:  # after the act: it may have happened
+            raise LeaseLost(str(lost), acted=True) from None
 
     async def run(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Forever: wait for the lease, run ``work`` while holding it, stop it when lost.
