@@ -251,3 +251,14 @@ def test_the_lone_surrogate_reason_names_its_path() -> None:
         make_event(type="a.b", source="/s", id="x", data={"a": [{"\udc00": 1}]})
     with pytest.raises(EnvelopeError, match=r"^a key in event holds"):
         make_event(type="a.b", source="/s", id="x", data=None, **{"\udc00": "v"})
+
+
+@pytest.mark.parametrize("bad", ["a..b", "a.b.", ".a", "."])
+def test_an_event_type_with_an_empty_word_is_refused(bad: str) -> None:
+    # Such a type makes a NATS subject no stream stores: the publish would fail as
+    # "NATS away" for ever and block a Kafka partition.  Refused at parse: a dead letter.
+    with pytest.raises(EnvelopeError, match="type"):
+        make_event(type=bad, source="/s", id="x")
+    raw = f'{{"specversion":"1.0","id":"x","source":"/s","type":"{bad}"}}'
+    with pytest.raises(EnvelopeError, match="type"):
+        parse_event(raw)

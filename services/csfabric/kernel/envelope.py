@@ -26,6 +26,7 @@ from .errors import EnvelopeError
 from .logs import clip, quote
 
 DEFAULT_MAX_BYTES = 1 << 20
+_TYPE = r"^[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*$"
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _CONTEXT_ATTRIBUTES = frozenset(
@@ -54,7 +55,8 @@ class CloudEvent(BaseModel):
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(min_length=1, description="unique within source; the Nats-Msg-Id")
     source: str = Field(min_length=1, description="URI-reference of the producer")
-    type: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="dotted type")
+    # Dotted words, none empty: "a..b" or "a." would make a subject no stream stores.
+    type: str = Field(min_length=1, pattern=_TYPE, description="dotted type")
     subject: str | None = Field(None, min_length=1)
     time: datetime | None = Field(None, description="RFC 3339 with a zone offset")
     datacontenttype: str | None = "application/json"
