@@ -24,10 +24,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from csfabric.kernel.audit import audit_id
+from csfabric.devstack._natsserver import NatsServerProcess, find_nats_server
+from csfabric.kernel import make_event
+from csfabric.kernel._audit import audit_id
 from csfabric.kernel.bus import MSG_ID
-from csfabric.kernel.envelope import make_event
-from csfabric.kernel.natsserver import NatsServerProcess, find_nats_server
 from nats.js import JetStreamContext
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult

@@ -46,11 +46,10 @@ from _common import (
     wait_until,
     write_json,
 )
-from csfabric.kernel.audit import Auditor, AuditRecord, audit_id
-from csfabric.kernel.bus import MSG_ID, Bus
-from csfabric.kernel.consumer import Consumer, ConsumerOptions, Delivery
-from csfabric.kernel.envelope import CloudEvent
-from csfabric.kernel.tracing import current_trace_id, setup_tracing, telemetry_middleware
+from csfabric.kernel import CloudEvent
+from csfabric.kernel._audit import Auditor, AuditRecord, audit_id
+from csfabric.kernel._tracing import current_trace_id, setup_tracing, telemetry_middleware
+from csfabric.kernel.bus import MSG_ID, Bus, Consumer, ConsumerOptions, Delivery
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -250,7 +249,7 @@ async def run_path(ctx: Ctx, key: str, exporter: CountingExporter) -> PathResult
 
 async def main(args: argparse.Namespace) -> int:
     # Bus.close() drains on purpose; its "disconnected, reconnecting" warning is noise here.
-    logging.getLogger("csfabric.kernel.bus").setLevel(logging.ERROR)
+    logging.getLogger("csfabric.kernel.bus._connection").setLevel(logging.ERROR)
     # dict.fromkeys: a path run twice would find its durable already drained.
     keys = list(dict.fromkeys(k.strip() for k in args.paths.split(",") if k.strip()))
     unknown = [k for k in keys if k not in PATHS]

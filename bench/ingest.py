@@ -50,10 +50,10 @@ from _common import (
 )
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
-from csfabric.cloudstack.native import NativeEvent, action_event
+from csfabric.cloudstack._native import NativeEvent, action_event
 from csfabric.devstack import TansuServer, find_tansu
+from csfabric.kernel._tracing import setup_tracing
 from csfabric.kernel.bus import MSG_ID, Bus
-from csfabric.kernel.tracing import setup_tracing
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "ingest.json"
@@ -248,16 +248,14 @@ async def raw_kafka(env: Env, key: str, progress: Progress) -> Stop:
 
 async def ingest_feed(env: Env, key: str, progress: Progress) -> Stop:
     """csfabric ingest: Pipeline (parse_native → publish_event) fed by start_amqp/start_kafka."""
-    from csfabric.ingest import amqp, kafka_in  # late: the raw paths run without ingest
-    from csfabric.ingest.pipeline import Pipeline
+    from csfabric.ingest.feeds import amqp  # late: the raw paths run without ingest
+    from csfabric.ingest.feeds import kafka as kafka_in
+    from csfabric.ingest.handlers import Pipeline
     from csfabric.ingest.settings import IngestSettings
-    from csfabric.kernel.audit import Auditor
-    from csfabric.kernel.clock import RealClock
-    from csfabric.kernel.gate import ActionGate
-    from csfabric.kernel.ops import Metrics, OpsServer
-    from csfabric.kernel.policywatch import PolicyWatcher
-    from csfabric.kernel.runtime import ServiceContext
-    from csfabric.kernel.settings import FabricSettings
+    from csfabric.kernel import Auditor, FabricSettings, RealClock
+    from csfabric.kernel._ops import Metrics, OpsServer
+    from csfabric.kernel.policy import ActionGate, PolicyWatcher
+    from csfabric.kernel.service import ServiceContext
 
     class CountingPipeline(Pipeline):
         async def ingest(self, msg: Any) -> Any:
@@ -365,7 +363,9 @@ async def run_path(env: Env, key: str) -> PathResult:
 
 
 async def main(args: argparse.Namespace) -> int:
-    logging.getLogger("csfabric.kernel.bus").setLevel(logging.ERROR)  # drain-on-close noise
+    logging.getLogger("csfabric.kernel.bus._connection").setLevel(
+        logging.ERROR
+    )  # drain-on-close noise
     keys = list(dict.fromkeys(k.strip() for k in args.paths.split(",") if k.strip()))
     if unknown := [k for k in keys if k not in PATHS]:
         raise SystemExit(f"unknown path(s) {unknown}; choose from {list(PATHS)}")

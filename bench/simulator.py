@@ -37,11 +37,8 @@ from typing import Any
 
 import aiohttp
 from _common import HOST, free_port, machine_info, process_cpu, write_json
-from csfabric.cloudstack.client import CloudStackClient
-from csfabric.cloudstack.settings import CloudStackSettings
-from csfabric.cloudstack.simulator.server import Simulator
-from csfabric.cloudstack.simulator.signing import signature
-from csfabric.cloudstack.simulator.world import World
+from csfabric.cloudstack import CloudStackClient, CloudStackSettings
+from csfabric.cloudstack.simulator import Simulator, World, signature
 from pydantic import SecretStr
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "simulator.json"

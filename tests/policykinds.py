@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from csfabric.kernel.durations import Duration
-from csfabric.kernel.policies import PolicyBase, register_kind
+from csfabric.kernel import Duration
+from csfabric.kernel.policy import PolicyBase, register_kind
 
 TEST_KIND = "TestPolicy"
 

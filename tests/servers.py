@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import nats
 import pytest
-from csfabric.kernel.natsserver import (
+from csfabric.devstack._natsserver import (
     NatsServerNotFoundError,
     NatsServerProcess,
     find_nats_server,

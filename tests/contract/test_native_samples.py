@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from csfabric.cloudstack import native
-from csfabric.cloudstack.parse import (
+from csfabric.cloudstack import _native as native
+from csfabric.cloudstack._parse import (
     NativeMessage,
     event_identity,
     parse_list_events_row,
     parse_native,
 )
-from csfabric.kernel.envelope import CloudEvent, parse_event, subject_for
-from csfabric.kernel.errors import EnvelopeError
+from csfabric.kernel import CloudEvent, EnvelopeError, parse_event, subject_for
 
 SAMPLES = Path(__file__).parent / "samples"
 SOURCE = "cloud-test"

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from csfabric.cloudstack.simulator import Simulator, World, signature
-from csfabric.cloudstack.simulator.registry import COMMANDS
-from csfabric.cloudstack.simulator.signing import canonical
+from csfabric.cloudstack.simulator import Simulator, World, canonical, signature
+from csfabric.cloudstack.simulator._registry import COMMANDS
 
 from tests.contract._scenario import Caller, run_all
 

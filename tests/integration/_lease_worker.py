@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from csfabric.kernel import LEASE_BUCKET as BUCKET
+from csfabric.kernel import Lease, parse_clock
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import parse_clock
-from csfabric.kernel.leases import BUCKET, Lease
 
 TICK = 0.05
 

@@ -14,11 +14,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.consumer import Consumer, Delivery
-from csfabric.kernel.envelope import CloudEvent, make_event
-from csfabric.kernel.errors import TransientError
-from csfabric.kernel.idempotency import ActionLedger, action_key
+from csfabric.kernel import ActionLedger, CloudEvent, TransientError, action_key, make_event
+from csfabric.kernel.bus import Bus, Consumer, Delivery
 from nats.js.api import RawStreamMsg
 
 T = TypeVar("T")

@@ -9,16 +9,19 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import SteppedClock
-from csfabric.kernel.consumer import Consumer, ConsumerOptions, Delivery
-from csfabric.kernel.envelope import CloudEvent, make_event
-from csfabric.kernel.errors import PermanentError, TransientError
-from csfabric.kernel.idempotency import ActionLedger, action_key
-from csfabric.kernel.natsserver import NatsServerProcess
-from csfabric.kernel.ops import Metrics
-from csfabric.kernel.settings import StreamLimits
-from csfabric.kernel.streams import STREAMS, ensure_streams
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import (
+    ActionLedger,
+    CloudEvent,
+    Metrics,
+    PermanentError,
+    SteppedClock,
+    StreamLimits,
+    TransientError,
+    action_key,
+    make_event,
+)
+from csfabric.kernel.bus import STREAMS, Bus, Consumer, ConsumerOptions, Delivery, ensure_streams
 from nats.js.api import StorageType
 
 pytestmark = pytest.mark.integration

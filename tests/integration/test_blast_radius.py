@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import SteppedClock
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import SteppedClock
-from csfabric.kernel.gate import ActionGate, GateDecision, PolicyWatcher
-from csfabric.kernel.natsserver import NatsServerProcess
-from csfabric.kernel.policies import parse_document
-from csfabric.kernel.policystore import PolicyStore
+from csfabric.kernel.policy import ActionGate, GateDecision, PolicyStore, PolicyWatcher
+from csfabric.kernel.policy._model import parse_document
 from nats.js.errors import KeyNotFoundError
 
 from tests.policykinds import TEST_KIND, register_test_kinds

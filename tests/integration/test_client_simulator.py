@@ -24,12 +24,9 @@ from csfabric.cloudstack import (
     Volume,
     Zone,
 )
-from csfabric.cloudstack.simulator.errors import ApiError
-from csfabric.cloudstack.simulator.faults import FaultPlan
-from csfabric.cloudstack.simulator.registry import JobPlan
-from csfabric.cloudstack.simulator.server import Simulator
-from csfabric.cloudstack.simulator.world import World
-from csfabric.kernel.clock import RealClock
+from csfabric.cloudstack.simulator import ApiError, FaultPlan, Simulator, World
+from csfabric.cloudstack.simulator._registry import JobPlan
+from csfabric.kernel import RealClock
 
 from tests.servers import free_port
 

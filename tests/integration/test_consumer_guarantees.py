@@ -22,13 +22,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import Clock, ScaledClock
-from csfabric.kernel.consumer import Consumer, ConsumerOptions, Delivery
-from csfabric.kernel.dlq import DeadLetter
-from csfabric.kernel.envelope import CloudEvent, make_event, subject_for
-from csfabric.kernel.errors import TransientError
-from csfabric.kernel.natsserver import NatsServerProcess
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import Clock, CloudEvent, ScaledClock, TransientError, make_event, subject_for
+from csfabric.kernel.bus import Bus, Consumer, ConsumerOptions, DeadLetter, Delivery
 from nats.js.api import PubAck
 
 from tests.integration._workload import (

@@ -6,14 +6,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.consumer import Consumer, Delivery
-from csfabric.kernel.dlq import DeadLetter
-from csfabric.kernel.envelope import CloudEvent, make_event
-from csfabric.kernel.errors import TransientError
-from csfabric.kernel.natsserver import NatsServerProcess
-from csfabric.kernel.runtime import ServiceContext, run_service
-from csfabric.kernel.settings import FabricSettings
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import CloudEvent, FabricSettings, TransientError, make_event
+from csfabric.kernel.bus import Bus, Consumer, DeadLetter, Delivery
+from csfabric.kernel.service import ServiceContext, run_service
 
 from tests.integration._workload import DLQ_STREAM, eventually, stored, stream_count
 

@@ -22,15 +22,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from csfabric.cloudstack import CloudStackClient, CloudStackSettings
-from csfabric.cloudstack.simulator.faults import FaultPlan
-from csfabric.cloudstack.simulator.server import Simulator
-from csfabric.cloudstack.simulator.world import World
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import ScaledClock
-from csfabric.kernel.consumer import Consumer, ConsumerOptions, Delivery
-from csfabric.kernel.envelope import CloudEvent, make_event
-from csfabric.kernel.idempotency import BUCKET, ActionLedger, action_key
-from csfabric.kernel.natsserver import NatsServerProcess
+from csfabric.cloudstack.simulator import FaultPlan, Simulator, World
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import LEDGER_BUCKET as BUCKET
+from csfabric.kernel import ActionLedger, CloudEvent, ScaledClock, action_key, make_event
+from csfabric.kernel.bus import Bus, Consumer, ConsumerOptions, Delivery
 
 from tests.integration._workload import (
     DLQ_STREAM,

@@ -16,13 +16,12 @@ from pathlib import Path
 import aiohttp
 import nats
 import pytest
-from csfabric import dev as dev_module
-from csfabric.dev import READY_PREFIX, DevOptions, DevSupervisor
-from csfabric.kernel.clock import ScaledClock, parse_clock
-from csfabric.kernel.natsserver import NatsServerProcess
-from csfabric.kernel.runtime import ServiceContext, run_service
-from csfabric.kernel.settings import FabricSettings
-from csfabric.kernel.streams import STREAMS
+from csfabric.devstack import _supervisor as dev_module
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.devstack._supervisor import READY_PREFIX, DevOptions, DevSupervisor
+from csfabric.kernel import FabricSettings, ScaledClock, parse_clock
+from csfabric.kernel.bus import STREAMS
+from csfabric.kernel.service import ServiceContext, run_service
 
 from tests.servers import free_port, free_ports
 
@@ -31,7 +30,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 # Runs the real CLI with a service registered by name, as an entry point would.
 LAUNCH_DEMO = (
-    "from csfabric.kernel.registry import register; "
+    "from csfabric.kernel.service._registry import register; "
     "register('demo', 'tests.integration.test_dev:demo_setup'); "
     "from csfabric.cli import main; main()"
 )
@@ -178,7 +177,7 @@ async def test_supervisor_restarts_crashed_children_and_stops_them_all(
     monkeypatch.delenv("CSFABRIC_NATS_URL", raising=False)
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setattr(dev_module, "BACKOFF_FIRST", 0.1)
-    caplog.set_level(logging.INFO, logger="csfabric.dev")
+    caplog.set_level(logging.INFO, logger="csfabric.devstack._supervisor")
     marker = tmp_path / "stubborn.ready"
     stubborn = (
         "import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "

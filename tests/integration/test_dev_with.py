@@ -14,13 +14,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
-from csfabric.dev import READY_PREFIX, DevOptions, DevSupervisor
 from csfabric.devstack import DEMO_POLICIES, demo_files, load_demo_policies
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.devstack._supervisor import READY_PREFIX, DevOptions, DevSupervisor
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.natsserver import NatsServerProcess
-from csfabric.kernel.policies import PolicyBase, register_kind, unregister_kind
-from csfabric.kernel.policyload import load_policies
-from csfabric.kernel.policystore import PolicyStore
+from csfabric.kernel.policy import PolicyStore, load_policies
+from csfabric.kernel.policy._model import PolicyBase, register_kind, unregister_kind
 
 from tests.integration.test_dev import _env, _processes_mentioning, _read_ready_line
 from tests.servers import free_port, free_ports

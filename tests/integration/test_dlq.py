@@ -15,12 +15,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.consumer import Consumer, ConsumerOptions, Delivery
-from csfabric.kernel.dlq import DeadLetter, dlq_subject
-from csfabric.kernel.envelope import CloudEvent, make_event, subject_for
-from csfabric.kernel.errors import PermanentError, TransientError
-from csfabric.kernel.natsserver import NatsServerProcess
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import CloudEvent, PermanentError, TransientError, make_event, subject_for
+from csfabric.kernel.bus import Bus, Consumer, ConsumerOptions, DeadLetter, Delivery, dlq_subject
 
 from tests.integration._workload import (
     DLQ_STREAM,

@@ -21,17 +21,14 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
-from csfabric.cloudstack.native import NativeEvent, action_event
-from csfabric.cloudstack.parse import NativeMessage
-from csfabric.ingest.kafka_in import KafkaFeed, start_kafka
-from csfabric.ingest.pipeline import SEEN_BUCKET, Pipeline, SeenSet
+from csfabric.cloudstack import NativeMessage
+from csfabric.cloudstack._native import NativeEvent, action_event
+from csfabric.ingest.feeds.kafka import KafkaFeed, start_kafka
+from csfabric.ingest.handlers import SEEN_BUCKET, Pipeline, SeenSet
 from csfabric.ingest.settings import IngestSettings
+from csfabric.kernel import CloudEvent, RealClock, StreamLimits, TransientError, parse_event
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import RealClock
-from csfabric.kernel.envelope import CloudEvent, parse_event
-from csfabric.kernel.errors import TransientError
 from csfabric.kernel.kafka import KafkaBridgeSettings, KafkaToNats, record_key
-from csfabric.kernel.settings import StreamLimits
 
 from tests.integration.test_ingest_feeds import (
     ACCOUNT,

@@ -21,15 +21,13 @@ from typing import Any
 import aio_pika
 import pytest
 from aiokafka import AIOKafkaProducer
-from csfabric.cloudstack.native import action_event, gson_dumps
-from csfabric.cloudstack.parse import NativeMessage
-from csfabric.ingest.amqp import start_amqp
-from csfabric.ingest.kafka_in import KafkaFeed, start_kafka
-from csfabric.ingest.pipeline import Pipeline
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.dlq import DeadLetter, dlq_subject
-from csfabric.kernel.envelope import CloudEvent, parse_event
-from csfabric.kernel.errors import TransientError
+from csfabric.cloudstack import NativeMessage
+from csfabric.cloudstack._native import action_event, gson_dumps
+from csfabric.ingest.feeds.amqp import start_amqp
+from csfabric.ingest.feeds.kafka import KafkaFeed, start_kafka
+from csfabric.ingest.handlers import Pipeline
+from csfabric.kernel import CloudEvent, TransientError, parse_event
+from csfabric.kernel.bus import Bus, DeadLetter, dlq_subject
 from csfabric.kernel.kafka import KafkaToNats
 
 from tests.integration.test_ingest_feeds import (
@@ -452,7 +450,7 @@ async def test_amqp_keeps_per_resource_order_when_the_first_message_fails_once(
 async def test_a_parser_bug_is_dead_lettered_with_its_class_not_retried(
     bus: Bus, tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import csfabric.ingest.pipeline as pipeline_module
+    import csfabric.ingest.handlers as pipeline_module
 
     real_parse = pipeline_module.parse_native
     bad, good = distinct_events(uuid.uuid4().hex, 2)

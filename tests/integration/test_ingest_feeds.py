@@ -1,6 +1,6 @@
 """Ingest's AMQP and Kafka feeds against real RabbitMQ, tansu (Kafka) and nats-server.
 
-Events are built with :mod:`csfabric.cloudstack.native` and published exactly as CloudStack
+Events are built with :mod:`csfabric.cloudstack._native` and published exactly as CloudStack
 does (the simulator's sinks: AMQP text/plain persistent with the routing key; Kafka value =
 body, key = resource uuid or null).  Exchanges, queues, topics and groups are unique per
 test: the brokers outlive the tests.  Kafka feeds use a 1 s session, since tansu lets a
@@ -23,7 +23,7 @@ import aio_pika
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
-from csfabric.cloudstack.native import (
+from csfabric.cloudstack._native import (
     ACTION_STATUSES,
     NativeEvent,
     action_event,
@@ -32,21 +32,16 @@ from csfabric.cloudstack.native import (
     state_event,
     usage_event,
 )
-from csfabric.cloudstack.simulator.feeds import KafkaSink, RabbitSink
-from csfabric.ingest.amqp import start_amqp
-from csfabric.ingest.kafka_in import start_kafka
-from csfabric.ingest.pipeline import Pipeline
+from csfabric.cloudstack.simulator import KafkaSink, RabbitSink
+from csfabric.ingest.feeds.amqp import start_amqp
+from csfabric.ingest.feeds.kafka import start_kafka
+from csfabric.ingest.handlers import Pipeline
 from csfabric.ingest.settings import IngestSettings
-from csfabric.kernel.audit import Auditor
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import RealClock
-from csfabric.kernel.dlq import DeadLetter, dlq_subject
-from csfabric.kernel.envelope import parse_event
-from csfabric.kernel.gate import ActionGate
-from csfabric.kernel.ops import Metrics, OpsServer
-from csfabric.kernel.policywatch import PolicyWatcher
-from csfabric.kernel.runtime import ServiceContext
-from csfabric.kernel.settings import FabricSettings
+from csfabric.kernel import Auditor, FabricSettings, RealClock, parse_event
+from csfabric.kernel._ops import Metrics, OpsServer
+from csfabric.kernel.bus import Bus, DeadLetter, dlq_subject
+from csfabric.kernel.policy import ActionGate, PolicyWatcher
+from csfabric.kernel.service import ServiceContext
 from nats.js.api import RawStreamMsg
 
 from tests.servers import NatsServerProcess

@@ -11,16 +11,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from csfabric.cloudstack.client import CloudStackClient
-from csfabric.cloudstack.settings import CloudStackSettings
-from csfabric.cloudstack.simulator.feeds import EventSink, WebhookSink
-from csfabric.cloudstack.simulator.server import Simulator
-from csfabric.cloudstack.simulator.world import World
+from csfabric.cloudstack import CloudStackClient, CloudStackSettings
+from csfabric.cloudstack.simulator import Simulator, World
+from csfabric.cloudstack.simulator._feeds import EventSink, WebhookSink
 from csfabric.ingest.app import Ingest
+from csfabric.ingest.feeds.poller import STATE_BUCKET, WATERMARK_KEY
 from csfabric.ingest.logic import row_time
-from csfabric.ingest.poller import STATE_BUCKET, WATERMARK_KEY
-from csfabric.kernel.clock import RealClock
-from csfabric.kernel.envelope import CloudEvent, parse_event
+from csfabric.kernel import CloudEvent, RealClock, parse_event
 from nats.js import JetStreamContext
 
 from tests.integration.test_ingest_webhook import (

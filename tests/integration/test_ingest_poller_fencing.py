@@ -10,10 +10,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from csfabric.cloudstack.simulator.server import Simulator
+from csfabric.cloudstack.simulator import Simulator
+from csfabric.ingest.feeds.poller import LEASE_NAME
 from csfabric.ingest.logic import row_time
-from csfabric.ingest.poller import LEASE_NAME
-from csfabric.kernel.leases import BUCKET
+from csfabric.kernel import LEASE_BUCKET as BUCKET
 
 from tests.integration._workload import eventually
 from tests.integration.test_ingest_poller import (

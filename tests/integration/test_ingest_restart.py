@@ -17,14 +17,13 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from csfabric.cloudstack.native import NativeEvent
-from csfabric.ingest.amqp import AmqpFeed, start_amqp
-from csfabric.ingest.kafka_in import KafkaFeed, start_kafka
-from csfabric.ingest.pipeline import Pipeline
+from csfabric.cloudstack._native import NativeEvent
+from csfabric.ingest.feeds.amqp import AmqpFeed, start_amqp
+from csfabric.ingest.feeds.kafka import KafkaFeed, start_kafka
+from csfabric.ingest.handlers import Pipeline
 from csfabric.ingest.settings import IngestSettings
+from csfabric.kernel import RealClock, parse_event
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import RealClock
-from csfabric.kernel.envelope import parse_event
 
 from tests.integration.test_ingest_feeds import (
     DLQ,

@@ -19,20 +19,15 @@ from typing import Any
 import aiohttp
 import nats
 import pytest
-from csfabric.cloudstack.client import CloudStackClient
-from csfabric.cloudstack.native import action_event
-from csfabric.cloudstack.settings import CloudStackSettings
-from csfabric.cloudstack.simulator.world import World
+from csfabric.cli.status import collect_status, run_status
+from csfabric.cloudstack import CloudStackClient, CloudStackSettings
+from csfabric.cloudstack._native import action_event
+from csfabric.cloudstack.simulator import World
 from csfabric.ingest.app import Ingest, start_ingest
 from csfabric.ingest.settings import IngestSettings
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import SteppedClock
-from csfabric.kernel.dlq import DeadLetter
-from csfabric.kernel.envelope import parse_event
-from csfabric.kernel.errors import ConfigError
-from csfabric.kernel.runtime import ServiceContext, run_service
-from csfabric.kernel.settings import FabricSettings
-from csfabric.status import collect_status, run_status
+from csfabric.kernel import ConfigError, FabricSettings, SteppedClock, parse_event
+from csfabric.kernel.bus import Bus, DeadLetter
+from csfabric.kernel.service import ServiceContext, run_service
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 

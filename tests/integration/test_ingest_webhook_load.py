@@ -27,14 +27,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 import pytest_asyncio
-from csfabric.cloudstack.native import NativeEvent, action_event
-from csfabric.cloudstack.parse import NativeMessage, parse_native
+from csfabric.cloudstack import NativeMessage, parse_native
+from csfabric.cloudstack._native import NativeEvent, action_event
 from csfabric.ingest.app import setup
-from csfabric.kernel.audit import AuditRecord
+from csfabric.kernel import AuditRecord, FabricSettings, parse_event
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.envelope import parse_event
-from csfabric.kernel.runtime import run_service
-from csfabric.kernel.settings import FabricSettings
+from csfabric.kernel.service import run_service
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 

@@ -17,12 +17,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.dlq import DeadLetter, dlq_subject
-from csfabric.kernel.envelope import CloudEvent, make_event, parse_event
-from csfabric.kernel.errors import TransientError
+from csfabric.kernel import CloudEvent, TransientError, make_event, parse_event
+from csfabric.kernel._tracing import get_tracer, inject_headers, setup_tracing
+from csfabric.kernel.bus import Bus, DeadLetter, dlq_subject
 from csfabric.kernel.kafka import KafkaBridgeSettings, KafkaToNats, NatsToKafka, record_key
-from csfabric.kernel.tracing import get_tracer, inject_headers, setup_tracing
 from nats.js.api import RawStreamMsg
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from csfabric.devstack._natsserver import NatsServerProcess
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.gate import ActionGate, PolicyWatcher
-from csfabric.kernel.natsserver import NatsServerProcess
-from csfabric.kernel.policies import parse_document
-from csfabric.kernel.policystore import GLOBAL_PAUSE_KEY, PolicyStore
+from csfabric.kernel.policy import ActionGate, PolicyWatcher
+from csfabric.kernel.policy._model import parse_document
+from csfabric.kernel.policy._store import GLOBAL_PAUSE_KEY, PolicyStore
 from nats.js.errors import NotFoundError
 
 from tests.integration._workload import eventually

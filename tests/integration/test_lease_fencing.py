@@ -14,11 +14,10 @@ from typing import cast
 
 import pytest
 import pytest_asyncio
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import LEASE_BUCKET as BUCKET
+from csfabric.kernel import Lease, LeaseLost, SteppedClock, TransientError
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import SteppedClock
-from csfabric.kernel.errors import LeaseLost, TransientError
-from csfabric.kernel.leases import BUCKET, Lease
-from csfabric.kernel.natsserver import NatsServerProcess
 from nats.js.kv import KeyValue
 
 pytestmark = pytest.mark.integration

@@ -30,10 +30,10 @@ from typing import Any, NamedTuple, cast
 
 import nats.errors
 import pytest
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import LEASE_BUCKET as BUCKET
+from csfabric.kernel import Lease, SteppedClock, scaled_spec
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import SteppedClock, scaled_spec
-from csfabric.kernel.leases import BUCKET, Lease
-from csfabric.kernel.natsserver import NatsServerProcess
 from nats.js.kv import KeyValue
 
 from tests.integration._workload import eventually

@@ -15,19 +15,24 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import ScaledClock, SteppedClock
-from csfabric.kernel.errors import ConfigError, PermanentError, TransientError
-from csfabric.kernel.idempotency import (
-    BUCKET,
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import (
+    LEDGER_BUCKET as BUCKET,
+)
+from csfabric.kernel import (
     ActionLedger,
     ActionRefused,
+    ConfigError,
+    FabricSettings,
     OutcomeUnknownError,
+    PermanentError,
+    ScaledClock,
+    SteppedClock,
+    TransientError,
     action_key,
     open_ledger,
 )
-from csfabric.kernel.natsserver import NatsServerProcess
-from csfabric.kernel.settings import FabricSettings
+from csfabric.kernel.bus import Bus
 
 from tests.integration._workload import eventually
 

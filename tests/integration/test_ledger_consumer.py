@@ -26,15 +26,17 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from csfabric.cloudstack import CloudStackClient, CloudStackSettings
-from csfabric.cloudstack.simulator.faults import FaultPlan
-from csfabric.cloudstack.simulator.server import Simulator
-from csfabric.cloudstack.simulator.world import World
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import ScaledClock
-from csfabric.kernel.consumer import Consumer, ConsumerOptions, Delivery
-from csfabric.kernel.envelope import CloudEvent, make_event
-from csfabric.kernel.idempotency import ActionLedger, action_key, open_ledger
-from csfabric.kernel.natsserver import NatsServerProcess
+from csfabric.cloudstack.simulator import FaultPlan, Simulator, World
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import (
+    ActionLedger,
+    CloudEvent,
+    ScaledClock,
+    action_key,
+    make_event,
+    open_ledger,
+)
+from csfabric.kernel.bus import Bus, Consumer, ConsumerOptions, Delivery
 
 from tests.integration._workload import DLQ_STREAM, consumer_settled, eventually, stream_count
 from tests.servers import free_port

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 from csfabric.cli import app
+from csfabric.devstack._natsserver import NatsServerProcess
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.natsserver import NatsServerProcess
 from nats.js.errors import NotFoundError
 from typer.testing import CliRunner, Result
 

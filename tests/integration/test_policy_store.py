@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from csfabric.devstack._natsserver import NatsServerProcess
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.gate import ActionGate, PolicyWatcher
-from csfabric.kernel.natsserver import NatsServerProcess
-from csfabric.kernel.policies import PolicyDocument, parse_document
-from csfabric.kernel.policyload import PolicyLoadError, load_policies
-from csfabric.kernel.policystore import PolicyConflictError, PolicyStore
+from csfabric.kernel.policy import ActionGate, PolicyLoadError, PolicyWatcher, load_policies
+from csfabric.kernel.policy._model import PolicyDocument, parse_document
+from csfabric.kernel.policy._store import PolicyConflictError, PolicyStore
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 

@@ -16,11 +16,9 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import ScaledClock
-from csfabric.kernel.consumer import Consumer, ConsumerOptions
-from csfabric.kernel.idempotency import open_ledger
-from csfabric.kernel.natsserver import NatsServerProcess
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import ScaledClock, open_ledger
+from csfabric.kernel.bus import Bus, Consumer, ConsumerOptions
 
 from tests.integration._workload import (
     EVENTS_STREAM,

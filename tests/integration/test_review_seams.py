@@ -6,17 +6,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import SteppedClock
-from csfabric.kernel.consumer import Consumer, ConsumerOptions, Delivery
-from csfabric.kernel.dlq import DeadLetter
-from csfabric.kernel.envelope import make_event, subject_for
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import (
+    LEASE_BUCKET,
+    LEDGER_BUCKET,
+    ActionLedger,
+    Lease,
+    SteppedClock,
+    action_key,
+    make_event,
+    subject_for,
+)
+from csfabric.kernel.bus import Bus, Consumer, ConsumerOptions, DeadLetter, Delivery
 from csfabric.kernel.errors import LeaseLost, PermanentError, RetryLater
-from csfabric.kernel.idempotency import BUCKET as LEDGER_BUCKET
-from csfabric.kernel.idempotency import ActionLedger, action_key
-from csfabric.kernel.leases import BUCKET as LEASE_BUCKET
-from csfabric.kernel.leases import Lease
-from csfabric.kernel.natsserver import NatsServerProcess
 
 from tests.integration._workload import (
     DLQ_STREAM,

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import FabricSettings
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.natsserver import NatsServerProcess
-from csfabric.kernel.policies import parse_document
-from csfabric.kernel.policystore import PolicyStore
-from csfabric.kernel.runtime import ServiceContext, run_service
-from csfabric.kernel.settings import FabricSettings
+from csfabric.kernel.policy import PolicyStore
+from csfabric.kernel.policy._model import parse_document
+from csfabric.kernel.service import ServiceContext, run_service
 
 from tests.policykinds import TEST_KIND, register_test_kinds
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from csfabric.cloudstack.simulator.signing import signature
+from csfabric.cli.simulator import READY_PREFIX
+from csfabric.cloudstack.simulator import signature
 from csfabric.devstack import READY_PREFIX as DEV_READY
-from csfabric.simulator_cli import READY_PREFIX
 
 from tests.integration.test_dev import REPO, _env, _processes_mentioning
 from tests.servers import free_port

@@ -28,12 +28,17 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 from csfabric.cloudstack import CloudStackClient, CloudStackSettings
-from csfabric.cloudstack.native import NativeEvent, action_event
-from csfabric.cloudstack.simulator.admin import ADMIN_HEADER, ALERTS_PATH
-from csfabric.cloudstack.simulator.feeds import Fanout, KafkaSink, RabbitSink, WebhookSink
-from csfabric.cloudstack.simulator.server import Simulator
-from csfabric.cloudstack.simulator.world import World
-from csfabric.kernel.clock import RealClock
+from csfabric.cloudstack._native import NativeEvent, action_event
+from csfabric.cloudstack.simulator import (
+    Fanout,
+    KafkaSink,
+    RabbitSink,
+    Simulator,
+    WebhookSink,
+    World,
+)
+from csfabric.cloudstack.simulator._admin import ADMIN_HEADER, ALERTS_PATH
+from csfabric.kernel import RealClock
 
 from tests.integration._webhook import Hook
 from tests.servers import free_port
@@ -294,7 +299,7 @@ async def test_failed_webhook_logs_once_per_event(
         entity="VirtualMachine", entity_uuid=str(uuid.uuid4()), when=datetime.now(UTC), tz=UTC,
     )  # fmt: skip
     try:
-        with caplog.at_level(logging.WARNING, logger="csfabric.cloudstack.simulator.feeds"):
+        with caplog.at_level(logging.WARNING, logger="csfabric.cloudstack.simulator._feeds"):
             await sink.emit(event)
         warnings = [r for r in caplog.records if r.name.endswith("feeds")]
         assert len(hook.requests) == 3

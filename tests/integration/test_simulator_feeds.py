@@ -23,14 +23,14 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
-from csfabric.cloudstack.native import (
+from csfabric.cloudstack._native import (
     NativeEvent,
     action_event,
     alert_event,
     state_event,
     usage_event,
 )
-from csfabric.cloudstack.simulator.feeds import (
+from csfabric.cloudstack.simulator._feeds import (
     TEST_PAYLOAD,
     EventLog,
     Fanout,

@@ -11,14 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from csfabric.cli.status import StatusReport, collect_status
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import LEASE_BUCKET, FabricSettings, Lease
+from csfabric.kernel._heartbeat import BUCKET, TTL, Heartbeat
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.heartbeat import BUCKET, TTL, Heartbeat
-from csfabric.kernel.leases import BUCKET as LEASE_BUCKET
-from csfabric.kernel.leases import Lease
-from csfabric.kernel.natsserver import NatsServerProcess
-from csfabric.kernel.runtime import ServiceContext, run_service
-from csfabric.kernel.settings import FabricSettings
-from csfabric.status import StatusReport, collect_status
+from csfabric.kernel.service import ServiceContext, run_service
 from nats.js.api import ConsumerConfig
 
 from tests.servers import free_port

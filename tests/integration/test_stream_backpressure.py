@@ -14,11 +14,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from csfabric.kernel import Metrics, StreamLimits
 from csfabric.kernel.bus import Bus, StreamFullError
-from csfabric.kernel.ops import Metrics
-from csfabric.kernel.settings import StreamLimits
-from csfabric.kernel.streams import STREAMS, ensure_streams, stream_config
-from csfabric.kernel.streamwatch import StreamWatch, alert_subject
+from csfabric.kernel.bus._streams import STREAMS, ensure_streams, stream_config
+from csfabric.kernel.bus._streamwatch import StreamWatch, alert_subject
 from nats.js.api import DiscardPolicy
 
 from tests.servers import NatsServerProcess

@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from csfabric.kernel.audit import Auditor, AuditRecord, audit_subject
-from csfabric.kernel.bus import Bus
-from csfabric.kernel.consumer import Consumer, Delivery
-from csfabric.kernel.envelope import CloudEvent, make_event, parse_event, subject_for
-from csfabric.kernel.idempotency import action_key
-from csfabric.kernel.natsserver import NatsServerProcess
-from csfabric.kernel.tracing import get_tracer, setup_tracing
+from csfabric.devstack._natsserver import NatsServerProcess
+from csfabric.kernel import CloudEvent, action_key, make_event, parse_event, subject_for
+from csfabric.kernel._audit import Auditor, AuditRecord, audit_subject
+from csfabric.kernel._tracing import get_tracer, setup_tracing
+from csfabric.kernel.bus import Bus, Consumer, Delivery
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind

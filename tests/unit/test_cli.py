@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from csfabric import __version__
 from csfabric.cli import app
-from csfabric.dev import mask_url
-from csfabric.kernel import registry
-from csfabric.kernel.errors import ConfigError
-from csfabric.kernel.runtime import ServiceContext
+from csfabric.devstack import mask_url
+from csfabric.kernel import ConfigError
+from csfabric.kernel.service import ServiceContext
+from csfabric.kernel.service import _registry as registry
 from typer.testing import CliRunner
 
 from tests.servers import free_port

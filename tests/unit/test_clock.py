@@ -7,14 +7,14 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from csfabric.kernel.clock import (
+from csfabric.kernel import (
+    ConfigError,
     RealClock,
     ScaledClock,
     SteppedClock,
     parse_clock,
     scaled_spec,
 )
-from csfabric.kernel.errors import ConfigError
 
 
 async def test_thirty_days_through_many_sleepers_wake_once_in_order() -> None:

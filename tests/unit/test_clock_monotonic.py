@@ -6,7 +6,7 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
-from csfabric.kernel.clock import RealClock, ScaledClock, SteppedClock
+from csfabric.kernel import RealClock, ScaledClock, SteppedClock
 
 
 async def test_stepped_monotonic_moves_only_with_advance() -> None:

@@ -30,11 +30,15 @@ from csfabric.cloudstack import (
     Zone,
 )
 from csfabric.cloudstack._transport import is_read_only, sign
-from csfabric.kernel.clock import SteppedClock
-from csfabric.kernel.errors import ConfigError, PermanentError, TransientError
-from csfabric.kernel.idempotency import OutcomeUnknownError
-from csfabric.kernel.ops import Metrics
-from csfabric.kernel.tracing import setup_tracing
+from csfabric.kernel import (
+    ConfigError,
+    Metrics,
+    OutcomeUnknownError,
+    PermanentError,
+    SteppedClock,
+    TransientError,
+)
+from csfabric.kernel._tracing import setup_tracing
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.servers import free_port

@@ -7,12 +7,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from csfabric.kernel.consumer import ConsumerOptions, Verdict, backoff, verdict
-from csfabric.kernel.dlq import DeadLetter
-from csfabric.kernel.errors import EnvelopeError, PermanentError, TransientError
-from csfabric.kernel.logs import register_secret
-from csfabric.kernel.settings import FabricSettings
-from csfabric.kernel.streams import stream_for_subject
+from csfabric.kernel import (
+    EnvelopeError,
+    FabricSettings,
+    PermanentError,
+    TransientError,
+    register_secret,
+)
+from csfabric.kernel.bus import DeadLetter
+from csfabric.kernel.bus._consumer import ConsumerOptions, Verdict, backoff, verdict
+from csfabric.kernel.bus._streams import stream_for_subject
 from hypothesis import given
 from hypothesis import strategies as st
 

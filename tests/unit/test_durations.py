@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from csfabric.kernel.durations import PATTERN, Duration, format_duration, parse_duration
+from csfabric.kernel._durations import PATTERN, Duration, format_duration, parse_duration
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError

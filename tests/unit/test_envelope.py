@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from csfabric.kernel.envelope import CloudEvent, make_event, parse_event, subject_for
-from csfabric.kernel.errors import EnvelopeError
+from csfabric.kernel import CloudEvent, EnvelopeError, make_event, parse_event, subject_for
 from hypothesis import given
 from hypothesis import strategies as st
 

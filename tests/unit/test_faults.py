@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from csfabric.cloudstack.simulator.errors import ApiError
-from csfabric.cloudstack.simulator.faults import (
+from csfabric.cloudstack.simulator import (
+    ApiError,
     FaultPlan,
     merge_specs,
     parse_fault,
     parse_latency,
     parse_throttle,
 )
-from csfabric.kernel.clock import SteppedClock
-from csfabric.kernel.errors import ConfigError
+from csfabric.kernel import ConfigError, SteppedClock
 
 
 async def _failures(plan: FaultPlan, command: str, calls: int) -> list[int]:

@@ -8,12 +8,12 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from csfabric.kernel.blast import MemoryBlastWindows
+from csfabric.kernel import SteppedClock
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import SteppedClock
-from csfabric.kernel.gate import ActionGate, GateDecision, PolicyWatcher, decide
-from csfabric.kernel.policies import PolicyBase
-from csfabric.kernel.policyread import GLOBAL_PAUSE_KEY, POLICY_BUCKET, GlobalPause
+from csfabric.kernel.policy import PolicyBase
+from csfabric.kernel.policy._blast import MemoryBlastWindows
+from csfabric.kernel.policy._gate import ActionGate, GateDecision, PolicyWatcher, decide
+from csfabric.kernel.policy._read import GLOBAL_PAUSE_KEY, POLICY_BUCKET, GlobalPause
 from hypothesis import given
 from hypothesis import strategies as st
 from nats.js.kv import KV_DEL, KeyValue

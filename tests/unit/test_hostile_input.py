@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from csfabric.cloudstack import native
-from csfabric.cloudstack.parse import NativeMessage, parse_list_events_row, parse_native
-from csfabric.kernel.envelope import CloudEvent, make_event, parse_event
-from csfabric.kernel.errors import EnvelopeError
+from csfabric.cloudstack import NativeMessage, parse_list_events_row, parse_native
+from csfabric.cloudstack import _native as native
+from csfabric.kernel import CloudEvent, EnvelopeError, make_event, parse_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

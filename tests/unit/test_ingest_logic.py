@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from csfabric.cloudstack.simulator.feeds import webhook_signature as simulator_signature
+from csfabric.cloudstack.simulator._feeds import webhook_signature as simulator_signature
 from csfabric.ingest.logic import (
     EVIDENCE_LIMIT,
     OTHER_SOURCE,
@@ -265,7 +265,7 @@ def test_seen_keys_are_uuids_only() -> None:
 
 def test_an_empty_webhook_secret_file_is_an_error_not_unsigned(tmp_path: Path) -> None:
     from csfabric.ingest.settings import IngestSettings
-    from csfabric.kernel.errors import ConfigError
+    from csfabric.kernel import ConfigError
 
     secret = tmp_path / "secret"
     secret.write_text("  \n")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from csfabric.kernel.envelope import make_event
+from csfabric.kernel import make_event
 from csfabric.kernel.kafka import DEFAULT_BOOTSTRAP, KafkaBridgeSettings, record_key
 
 

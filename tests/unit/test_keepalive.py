@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from csfabric.kernel.keepalive import KeepAlive
+from csfabric.kernel.bus._keepalive import KeepAlive
 from nats.aio.msg import Msg
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from csfabric.kernel.logs import redact, register_secret, setup_logging
+from csfabric.kernel import redact, register_secret, setup_logging
 from opentelemetry.sdk.trace import TracerProvider
 
 SECRET = "hmac-Secret+/=42"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import string
 
-from csfabric.kernel.ops import Metrics
+from csfabric.kernel import Metrics
 
 SUBJECT_METRICS = ("csfabric_events_in", "csfabric_events_out", "csfabric_handler_seconds")
 # The bound the labels guarantee is a few hundred per metric (SUBJECT_LABEL_SETS); the

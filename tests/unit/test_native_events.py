@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from csfabric.cloudstack.native import (
+from csfabric.cloudstack._native import (
     NativeEvent,
     action_event,
     alert_event,

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 import pytest_asyncio
-from csfabric.kernel.metriclabels import SUBJECT_LABEL_SETS
-from csfabric.kernel.ops import Metrics, OpsServer, subject_labels
+from csfabric.kernel._metriclabels import SUBJECT_LABEL_SETS
+from csfabric.kernel._ops import Metrics, OpsServer, subject_labels
 from hypothesis import given
 from hypothesis import strategies as st
 

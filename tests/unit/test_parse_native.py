@@ -1,4 +1,4 @@
-"""csfabric.cloudstack.parse: what is accepted, what is refused (with a reason), identity."""
+"""csfabric.cloudstack._parse: what is accepted, what is refused (with a reason), identity."""
 
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from csfabric.cloudstack import native
-from csfabric.cloudstack.parse import (
+from csfabric.cloudstack import _native as native
+from csfabric.cloudstack._parse import (
     UNKNOWN_FSM_EVENT,
     NativeMessage,
     event_identity,
     parse_list_events_row,
     parse_native,
 )
-from csfabric.kernel.envelope import CloudEvent, subject_for
-from csfabric.kernel.errors import EnvelopeError
+from csfabric.kernel import CloudEvent, EnvelopeError, subject_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

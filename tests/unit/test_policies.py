@@ -7,9 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from csfabric.kernel import policies
-from csfabric.kernel.errors import ConfigError
-from csfabric.kernel.policies import (
+from csfabric.kernel import ConfigError
+from csfabric.kernel.policy import _model as policies
+from csfabric.kernel.policy._model import (
     PROTECT_TAG,
     PolicyBase,
     PolicyDocument,

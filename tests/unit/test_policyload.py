@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from csfabric.kernel.errors import ConfigError
-from csfabric.kernel.policyload import (
+from csfabric.kernel import ConfigError
+from csfabric.kernel.policy._load import (
     LoadedPolicy,
     PolicyLoadError,
     PolicyProblem,

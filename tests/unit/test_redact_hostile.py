@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from csfabric.kernel import dlq, logs
-from csfabric.kernel.dlq import DeadLetter
-from csfabric.kernel.logs import MASK, redact, register_secret, setup_logging
+from csfabric.kernel import _logs as logs
+from csfabric.kernel._logs import MASK, redact, register_secret, setup_logging
+from csfabric.kernel.bus import DeadLetter
+from csfabric.kernel.bus import _dlq as dlq
 from hypothesis import given
 from hypothesis import strategies as st
 

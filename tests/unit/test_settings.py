@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from csfabric.kernel.settings import FabricSettings
+from csfabric.kernel import FabricSettings
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_cluster_urls_split(state: Path) -> None:
 def test_cloudstack_settings_read_their_prefixed_dev_json_keys(
     state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from csfabric.cloudstack.settings import CloudStackSettings
+    from csfabric.cloudstack import CloudStackSettings
 
     for name in ("ENDPOINT", "SECRET"):
         monkeypatch.delenv(f"CLOUDSTACK_{name}", raising=False)

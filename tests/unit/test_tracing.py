@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from csfabric.kernel.tracing import (
+from csfabric.kernel._tracing import (
     current_trace_id,
     current_traceparent,
     extract_context,

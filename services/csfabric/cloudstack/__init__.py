@@ -3,15 +3,8 @@
 Like ``events``, this package may import ``csfabric.kernel`` and nothing else of ours.
 """
 
-from ._transport import (
-    CloudStackApiError,
-    CloudStackJobTimeout,
-    CloudStackOutcomeUnknown,
-    CloudStackTransientError,
-    EndpointGate,
-)
-from .client import CloudStackClient
-from .models import (
+from csfabric.cloudstack._client import CloudStackClient
+from csfabric.cloudstack._models import (
     CloudStackObject,
     Event,
     JobError,
@@ -23,7 +16,15 @@ from .models import (
     Volume,
     Zone,
 )
-from .settings import CloudStackSettings
+from csfabric.cloudstack._parse import NativeMessage, parse_list_events_row, parse_native
+from csfabric.cloudstack._settings import CloudStackSettings
+from csfabric.cloudstack._transport import (
+    CloudStackApiError,
+    CloudStackJobTimeout,
+    CloudStackOutcomeUnknown,
+    CloudStackTransientError,
+    EndpointGate,
+)
 
 __all__ = [
     "CloudStackApiError",
@@ -37,10 +38,13 @@ __all__ = [
     "Event",
     "JobError",
     "JobResult",
+    "NativeMessage",
     "Project",
     "Snapshot",
     "Tag",
     "VirtualMachine",
     "Volume",
     "Zone",
+    "parse_list_events_row",
+    "parse_native",
 ]

@@ -1,7 +1,7 @@
-"""The pieces of :mod:`csfabric.cloudstack.parse`: body decoding, category rules, identity.
+"""The pieces of :mod:`csfabric.cloudstack._parse`: body decoding, category rules, identity.
 
 Every check here rejects something no CloudStack release sends (see
-docs/cloudstack-formats.md and :mod:`csfabric.cloudstack.native`), and every
+docs/cloudstack-formats.md and :mod:`csfabric.cloudstack._native`), and every
 rejection is an :class:`EnvelopeError` whose reason names the defect, because the reason
 is all an operator sees on the dead-letter subject.
 """
@@ -15,10 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from csfabric.kernel.errors import EnvelopeError
-from csfabric.kernel.logs import quote
-
-from .native import ACTION_STATUSES
+from csfabric.cloudstack._native import ACTION_STATUSES
+from csfabric.kernel import EnvelopeError, quote
 
 Family = Literal["action", "usage", "alert", "state"]
 

@@ -37,9 +37,7 @@ from typing import Any
 from cs.client import EXPIRES_FORMAT, cs_encode, transform
 from prometheus_client import CollectorRegistry, Histogram
 
-from csfabric.kernel.errors import PermanentError, TransientError
-from csfabric.kernel.idempotency import OutcomeUnknownError
-from csfabric.kernel.ops import HANDLER_BUCKETS
+from csfabric.kernel import HANDLER_BUCKETS, OutcomeUnknownError, PermanentError, TransientError
 
 # CloudStack's server-side failures that a later attempt can get past (internal error,
 # insufficient capacity, resource allocation/unavailable, ...), plus what proxies and

@@ -8,10 +8,9 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from csfabric.kernel.natsserver import HOST
-from csfabric.kernel.registry import available
-
-from ._extras import port_free
+from csfabric.devstack._extras import port_free
+from csfabric.devstack._natsserver import HOST
+from csfabric.kernel.service import available
 
 
 @dataclass

@@ -10,17 +10,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from csfabric.devstack._nats import connect_once
+from csfabric.kernel import Clock, CsfabricError, current_operator
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.clock import Clock
-from csfabric.kernel.errors import CsfabricError
-from csfabric.kernel.operator import current_operator
-from csfabric.kernel.policies import PolicyDocument
-from csfabric.kernel.policyload import PolicyLoadError, load_policies
-from csfabric.kernel.policystore import PolicyStore
+from csfabric.kernel.policy import PolicyDocument, PolicyLoadError, PolicyStore, load_policies
 
-from ._nats import connect_once
-
-log = logging.getLogger("csfabric.dev")
+log = logging.getLogger("csfabric.devstack._supervisor")
 
 # Next to services/ in a source checkout; an installed wheel has none, and runs without.
 DEMO_POLICIES = Path(__file__).resolve().parents[3] / "policies" / "demo"

@@ -20,10 +20,9 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from csfabric.kernel.errors import ConfigError
-from csfabric.kernel.natsserver import HOST
-
-from ._servers import LocalServer, PowerDnsServer, TansuServer
+from csfabric.devstack._natsserver import HOST
+from csfabric.devstack._servers import LocalServer, PowerDnsServer, TansuServer
+from csfabric.kernel import ConfigError
 
 
 class Extra(StrEnum):

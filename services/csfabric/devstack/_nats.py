@@ -8,9 +8,8 @@ import re
 import nats
 from nats.aio.client import Client
 
-from csfabric.kernel.errors import ConfigError
-from csfabric.kernel.settings import StreamLimits
-from csfabric.kernel.streams import ensure_streams
+from csfabric.kernel import ConfigError, StreamLimits
+from csfabric.kernel.bus import ensure_streams
 
 _USERINFO = re.compile(r"(?P<scheme>\w+://)(?P<user>[^:/@\s,]*)(?P<password>:[^@\s,]*)?@")
 

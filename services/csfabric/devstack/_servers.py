@@ -1,7 +1,7 @@
 """The server children of ``csfabric dev --with …``: tansu (Kafka protocol) and PowerDNS.
 
 Both run on 127.0.0.1 and are supervised like the nats-server; process handling is the
-kernel's :class:`~csfabric.kernel.process.ManagedProcess`.
+kernel's :class:`~csfabric.devstack._process.ManagedProcess`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import struct
 from pathlib import Path
 from typing import Protocol
 
-from csfabric.kernel.natsserver import HOST
-from csfabric.kernel.process import ManagedProcess
+from csfabric.devstack._natsserver import HOST
+from csfabric.devstack._process import ManagedProcess
 
 
 class Supervised(Protocol):

@@ -22,16 +22,15 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from csfabric.kernel.errors import ConfigError
-from csfabric.kernel.natsserver import HOST
-
-from ._extras import Extras, port_free, require_port
-from ._servers import LocalServer
+from csfabric.devstack._extras import Extras, port_free, require_port
+from csfabric.devstack._natsserver import HOST
+from csfabric.devstack._servers import LocalServer
+from csfabric.kernel import ConfigError
 
 DEFAULT_SIMULATOR_PORT = 18080
 DEFAULT_INGEST_WEBHOOK_URL = f"http://{HOST}:18091/webhook"
 KEYS_FILE = "simulator-keys.json"  # written by the simulator itself
-PARENT_ENV = "CSFABRIC_SIMULATOR_PARENT_PID"  # read by csfabric.simulator_cli
+PARENT_ENV = "CSFABRIC_SIMULATOR_PARENT_PID"  # read by csfabric.cli.simulator
 FABRIC_USER = "csfabric"  # the admin account's API user whose events mark fabric actions
 
 

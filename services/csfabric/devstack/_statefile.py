@@ -12,9 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from csfabric.kernel.errors import ConfigError
-
-from ._nats import mask_url
+from csfabric.devstack._nats import mask_url
+from csfabric.kernel import ConfigError
 
 READY_PREFIX = "csfabric dev ready: "
 # What the ready line may show: endpoints only.  dev.json also holds keys.

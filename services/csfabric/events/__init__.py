@@ -8,10 +8,9 @@ when the committed files drift from the code.
 
 from pydantic import BaseModel
 
-from csfabric.kernel.audit import AuditRecord
-from csfabric.kernel.dlq import DeadLetter
-from csfabric.kernel.envelope import CloudEvent
-from csfabric.kernel.policies import PolicyBase, PolicyDocument
+from csfabric.kernel import AuditRecord, CloudEvent
+from csfabric.kernel.bus import DeadLetter
+from csfabric.kernel.policy import PolicyBase, PolicyDocument
 
 # File stem (``<stem>.schema.json``) → model.  Stems are part of the contract: a
 # CloudEvent's ``dataschema`` names them.

@@ -16,16 +16,24 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from csfabric.kernel.policies import kind_schemas
-
-from . import SCHEMA_MODELS
+from csfabric.events import SCHEMA_MODELS
+from csfabric.kernel.policy import kind_schemas
 
 SUFFIX = ".schema.json"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def render(model: type[BaseModel]) -> str:
-    return _dump(model.model_json_schema(), f"{model.__module__}.{model.__qualname__}")
+    return _dump(model.model_json_schema(), f"{_door(model.__module__)}.{model.__qualname__}")
+
+
+def _door(module: str) -> str:
+    """The package a model is imported from: ``csfabric.kernel._audit`` → ``csfabric.kernel``."""
+    parts = module.split(".")
+    public = [p for p in parts if not p.startswith("_")]
+    return ".".join(
+        public[: next((i for i, p in enumerate(parts) if p.startswith("_")), len(parts))]
+    )
 
 
 def _dump(schema: dict[str, Any], origin: str) -> str:

@@ -14,17 +14,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from csfabric.cloudstack.client import CloudStackClient
-from csfabric.cloudstack.settings import CloudStackSettings
-from csfabric.kernel.leases import BUCKET as LEASE_BUCKET
-from csfabric.kernel.leases import Lease
-from csfabric.kernel.runtime import ServiceContext
-from csfabric.kernel.streamwatch import StreamWatch
-
-from .pipeline import SEEN_BUCKET, Pipeline, SeenSet
-from .poller import LEASE_NAME, STATE_BUCKET, Poller
-from .settings import IngestSettings
-from .webhook import WebhookReceiver
+from csfabric.cloudstack import CloudStackClient, CloudStackSettings
+from csfabric.ingest.feeds.poller import LEASE_NAME, STATE_BUCKET, Poller
+from csfabric.ingest.feeds.webhook import WebhookReceiver
+from csfabric.ingest.handlers import SEEN_BUCKET, Pipeline, SeenSet
+from csfabric.ingest.settings import IngestSettings
+from csfabric.kernel import LEASE_BUCKET, Lease
+from csfabric.kernel.bus import StreamWatch
+from csfabric.kernel.service import ServiceContext
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +70,13 @@ async def start_ingest(
     if polling:
         ingest.poller = await _start_poller(ctx, pipeline, settings, cloudstack)
     if settings.amqp_url:
-        from .amqp import start_amqp
+        from csfabric.ingest.feeds.amqp import start_amqp
 
         amqp = await start_amqp(pipeline, settings)
         ctx.on_stop(amqp.stop)
         ingest.feeds.append(amqp)
     if settings.kafka_bootstrap:
-        from .kafka_in import start_kafka
+        from csfabric.ingest.feeds.kafka import start_kafka
 
         kafka = await start_kafka(pipeline, settings)
         ctx.on_stop(kafka.stop)

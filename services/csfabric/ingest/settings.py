@@ -13,8 +13,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from csfabric.kernel.errors import ConfigError
-from csfabric.kernel.settings import CsfabricSettings
+from csfabric.kernel import ConfigError, CsfabricSettings
 
 _PREFIX = "CSFABRIC_INGEST_"
 

@@ -1,15 +1,26 @@
 """The shared runtime every service uses; it knows no service."""
 
-from .audit import Auditor, AuditRecord
-from .bus import Bus
-from .clock import Clock, RealClock, ScaledClock, SteppedClock, parse_clock
-from .consumer import Consumer, ConsumerOptions, Delivery
-from .dlq import DeadLetter
-from .durations import Duration, format_duration, parse_duration
-from .envelope import CloudEvent, make_event, parse_event, subject_for
-from .errors import ConfigError, CsfabricError, EnvelopeError, PermanentError, TransientError
-from .gate import ActionGate, GateDecision
-from .idempotency import (
+from csfabric.kernel._audit import Auditor, AuditRecord
+from csfabric.kernel._clock import (
+    Clock,
+    RealClock,
+    ScaledClock,
+    SteppedClock,
+    parse_clock,
+    scaled_spec,
+)
+from csfabric.kernel._durations import Duration, format_duration, parse_duration
+from csfabric.kernel._envelope import (
+    DEFAULT_MAX_BYTES,
+    CloudEvent,
+    make_event,
+    parse_event,
+    subject_for,
+)
+from csfabric.kernel._heartbeat import BUCKET as HEARTBEAT_BUCKET
+from csfabric.kernel._heartbeat import default_instance
+from csfabric.kernel._idempotency import BUCKET as LEDGER_BUCKET
+from csfabric.kernel._idempotency import (
     ActionLedger,
     ActionRefused,
     ActionResult,
@@ -17,60 +28,75 @@ from .idempotency import (
     action_key,
     open_ledger,
 )
-from .leases import Lease, LeaseLost
-from .policies import BlastRadius, PolicyBase, PolicyDocument, Scope, register_kind
-from .policyload import PolicyLoadError, load_policies
-from .policystore import PolicyStore
-from .policywatch import PolicyWatcher
-from .settings import FabricSettings, StreamLimits
-from .streams import STREAMS, ensure_streams
+from csfabric.kernel._leases import BUCKET as LEASE_BUCKET
+from csfabric.kernel._leases import Lease, LeaseLost
+from csfabric.kernel._logs import clip, quote, redact, register_secret, setup_logging
+from csfabric.kernel._operator import current_operator
+from csfabric.kernel._ops import HANDLER_BUCKETS, Metrics
+from csfabric.kernel._settings import (
+    DEV_FILE,
+    CsfabricSettings,
+    FabricSettings,
+    StreamLimits,
+    default_state_dir,
+    read_dev_file,
+)
+from csfabric.kernel._tracing import get_tracer
+from csfabric.kernel.errors import (
+    ConfigError,
+    CsfabricError,
+    EnvelopeError,
+    PermanentError,
+    TransientError,
+)
 
 __all__ = [
-    "STREAMS",
-    "ActionGate",
+    "DEFAULT_MAX_BYTES",
+    "DEV_FILE",
+    "HANDLER_BUCKETS",
+    "HEARTBEAT_BUCKET",
+    "LEASE_BUCKET",
+    "LEDGER_BUCKET",
     "ActionLedger",
     "ActionRefused",
     "ActionResult",
     "AuditRecord",
     "Auditor",
-    "BlastRadius",
-    "Bus",
     "Clock",
     "CloudEvent",
     "ConfigError",
-    "Consumer",
-    "ConsumerOptions",
     "CsfabricError",
-    "DeadLetter",
-    "Delivery",
+    "CsfabricSettings",
     "Duration",
     "EnvelopeError",
     "FabricSettings",
-    "GateDecision",
     "Lease",
     "LeaseLost",
+    "Metrics",
     "OutcomeUnknownError",
     "PermanentError",
-    "PolicyBase",
-    "PolicyDocument",
-    "PolicyLoadError",
-    "PolicyStore",
-    "PolicyWatcher",
     "RealClock",
     "ScaledClock",
-    "Scope",
     "SteppedClock",
     "StreamLimits",
     "TransientError",
     "action_key",
-    "ensure_streams",
+    "clip",
+    "current_operator",
+    "default_instance",
+    "default_state_dir",
     "format_duration",
-    "load_policies",
+    "get_tracer",
     "make_event",
     "open_ledger",
     "parse_clock",
     "parse_duration",
     "parse_event",
-    "register_kind",
+    "quote",
+    "read_dev_file",
+    "redact",
+    "register_secret",
+    "scaled_spec",
+    "setup_logging",
     "subject_for",
 ]

@@ -5,17 +5,41 @@ Public surface: :class:`Simulator` (aiohttp app, ``dispatch`` as in-process tran
 :class:`ApiError`, and the request-signing helpers.
 """
 
-from .errors import ApiError
-from .server import KEYS_FILE, Simulator
-from .signing import canonical, signature, verify_request
-from .world import World
+from csfabric.cloudstack.simulator._errors import ApiError
+from csfabric.cloudstack.simulator._faults import (
+    FaultPlan,
+    merge_specs,
+    parse_fault,
+    parse_latency,
+    parse_throttle,
+)
+from csfabric.cloudstack.simulator._feeds import (
+    EventSink,
+    Fanout,
+    KafkaSink,
+    RabbitSink,
+    WebhookSink,
+)
+from csfabric.cloudstack.simulator._server import KEYS_FILE, Simulator
+from csfabric.cloudstack.simulator._signing import canonical, signature, verify_request
+from csfabric.cloudstack.simulator._world import World
 
 __all__ = [
     "KEYS_FILE",
     "ApiError",
+    "EventSink",
+    "Fanout",
+    "FaultPlan",
+    "KafkaSink",
+    "RabbitSink",
     "Simulator",
+    "WebhookSink",
     "World",
     "canonical",
+    "merge_specs",
+    "parse_fault",
+    "parse_latency",
+    "parse_throttle",
     "signature",
     "verify_request",
 ]

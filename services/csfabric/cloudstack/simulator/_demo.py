@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .world import World
+    from csfabric.cloudstack.simulator._world import World
 
 # parent path → child domains, then the projects each leaf domain holds.
 SANDBOX_TREE = {

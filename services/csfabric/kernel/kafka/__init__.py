@@ -12,8 +12,16 @@ dedupe on ``ce_id``).  Keys come from :func:`record_key`, so one
 resource stays on one partition, in order.
 """
 
-from ._settings import DEFAULT_BOOTSTRAP, KafkaBridgeSettings, record_key
-from .inbound import KafkaToNats
-from .outbound import NatsToKafka
+from csfabric.kernel.kafka._group import CommitAfterHandling
+from csfabric.kernel.kafka._inbound import KafkaToNats
+from csfabric.kernel.kafka._outbound import NatsToKafka
+from csfabric.kernel.kafka._settings import DEFAULT_BOOTSTRAP, KafkaBridgeSettings, record_key
 
-__all__ = ["DEFAULT_BOOTSTRAP", "KafkaBridgeSettings", "KafkaToNats", "NatsToKafka", "record_key"]
+__all__ = [
+    "DEFAULT_BOOTSTRAP",
+    "CommitAfterHandling",
+    "KafkaBridgeSettings",
+    "KafkaToNats",
+    "NatsToKafka",
+    "record_key",
+]

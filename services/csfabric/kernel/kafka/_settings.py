@@ -13,8 +13,8 @@ from aiokafka.errors import (
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from ..envelope import CloudEvent, subject_for
-from ..settings import CsfabricSettings, read_dev_file
+from csfabric.kernel._envelope import CloudEvent, subject_for
+from csfabric.kernel._settings import CsfabricSettings, read_dev_file
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 STRUCTURED_CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"

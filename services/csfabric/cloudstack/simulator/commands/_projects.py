@@ -1,0 +1,209 @@
+"""Projects (suspend/activate/delete) and resource limits (ResourceLimitResponse)."""
+
+from __future__ import annotations
+
+from csfabric.cloudstack.simulator._call import Call, Json, cs_date
+from csfabric.cloudstack.simulator._errors import invalid_parameter
+from csfabric.cloudstack.simulator._registry import JobPlan, api, async_api
+from csfabric.cloudstack.simulator._state import RESOURCE_TYPES, Project
+
+# ProjectResponse key prefixes per resource type (limits are strings, "Unlimited" for -1).
+_PREFIX = {
+    0: "vm",
+    1: "ip",
+    2: "volume",
+    3: "snapshot",
+    4: "template",
+    6: "network",
+    7: "vpc",
+    8: "cpu",
+    9: "memory",
+    10: "primarystorage",
+    11: "secondarystorage",
+}
+
+
+def _usage(call: Call, owner: str, rtype: int) -> int:
+    w = call.world
+    if rtype == 0:
+        return sum(1 for v in w.vms.values() if v.account_id == owner)
+    if rtype == 2:
+        return sum(1 for v in w.volumes.values() if v.account_id == owner)
+    if rtype == 3:
+        return sum(1 for s in w.snapshots.values() if s.account_id == owner)
+    if rtype == 6:
+        return sum(1 for n in w.networks.values() if n.account_id == owner)
+    if rtype == 10:
+        return sum(v.size for v in w.volumes.values() if v.account_id == owner) // 1024**3
+    return 0
+
+
+def render_project(call: Call, proj: Project) -> Json:
+    dom = call.world.domains[proj.domainid]
+    out: Json = {
+        "id": proj.id,
+        "name": proj.name,
+        "displaytext": proj.displaytext,
+        "domainid": dom.id,
+        "domain": dom.name,
+        "owner": [{"account": proj.owner}],
+        "projectaccountname": call.world.accounts[proj.account_id].name,
+        "state": proj.state,
+        "tags": call.tags(proj.id),
+    }
+    for rtype, prefix in _PREFIX.items():
+        limit = call.world.limits.get((proj.id, rtype), -1)
+        used = _usage(call, proj.account_id, rtype)
+        out[f"{prefix}limit"] = "Unlimited" if limit < 0 else str(limit)
+        # ProjectResponse: totals are Long, except secondarystoragetotal, a Java float.
+        out[f"{prefix}total"] = float(used) if rtype == 11 else used
+        out[f"{prefix}available"] = "Unlimited" if limit < 0 else str(max(limit - used, 0))
+    vms = [v for v in call.world.vms.values() if v.account_id == proj.account_id]
+    out["vmstopped"] = sum(1 for v in vms if v.state == "Stopped")
+    out["vmrunning"] = sum(1 for v in vms if v.state == "Running")
+    out["created"] = cs_date(proj.created)
+    return out
+
+
+def _project(call: Call) -> Project:
+    proj: Project = call.project(call.req("id"))
+    return proj
+
+
+@api("listProjects", "user.project.ListProjectsCmd")
+async def list_projects(call: Call) -> Json:
+    projs = list(call.world.projects.values())
+    if call.account.accounttype != 1:
+        root = call.world.domains[call.account.domainid].path + "/"
+        projs = [p for p in projs if (call.world.domains[p.domainid].path + "/").startswith(root)]
+    for field in ("id", "name", "state", "domainid"):
+        if (want := call.get(field)) is not None:
+            projs = [p for p in projs if str(getattr(p, field)).lower() == want.lower()]
+    projs = [p for p in projs if call.match_tags(p.id)]
+    return call.list_response("project", projs, lambda p: render_project(call, p))
+
+
+def _transition(call: Call, event: str, verb: str, new_state: str) -> JobPlan:
+    proj = _project(call)
+
+    async def run() -> Json:
+        old = proj.state
+        proj.state = new_state
+        if new_state == "Suspended":
+            for vm in call.world.vms.values():
+                if vm.account_id == proj.account_id and vm.state == "Running":
+                    vm.state = "Stopped"
+                    await call.emitter.state(
+                        "VirtualMachine",
+                        vm.id,
+                        "StopRequested",
+                        "Running",
+                        "Stopped",
+                        account_id=vm.account_id,
+                    )
+        await call.emitter.state(
+            "Project", proj.id, event, old, new_state, account_id=proj.account_id
+        )
+        return {"project": render_project(call, proj)}
+
+    return JobPlan(
+        run, event, f"{verb} project: {proj.id}", proj.account_id, "Project", proj.id, "Project"
+    )
+
+
+@async_api("suspendProject", "user.project.SuspendProjectCmd", required=("id",))
+async def suspend_project(call: Call) -> JobPlan:
+    return _transition(call, "PROJECT.SUSPEND", "Suspending", "Suspended")
+
+
+@async_api("activateProject", "user.project.ActivateProjectCmd", required=("id",))
+async def activate_project(call: Call) -> JobPlan:
+    return _transition(call, "PROJECT.ACTIVATE", "Activating", "Active")
+
+
+@async_api("deleteProject", "user.project.DeleteProjectCmd", required=("id",))
+async def delete_project(call: Call) -> JobPlan:
+    proj = _project(call)
+    cleanup = call.flag("cleanup")
+    w = call.world
+
+    async def run() -> Json:
+        owned = [v for v in w.vms.values() if v.account_id == proj.account_id]
+        if owned and not cleanup:
+            raise invalid_parameter(f"Project {proj.name} has resources; use cleanup=true")
+        for vm in owned:
+            w.vms.pop(vm.id, None)
+        for table in (w.volumes, w.networks, w.snapshots, w.kubernetes):
+            for key in [k for k, v in table.items() if v.account_id == proj.account_id]:
+                table.pop(key, None)
+        w.projects.pop(proj.id, None)
+        return {"success": True}
+
+    return JobPlan(
+        run,
+        "PROJECT.DELETE",
+        f"Deleting project: {proj.id}",
+        proj.account_id,
+        "Project",
+        proj.id,
+        "Project",
+    )
+
+
+def _owner(call: Call) -> tuple[str, Json]:
+    """(limit owner id, owner fields) from projectid / account+domainid / the caller."""
+    if (pid := call.get("projectid")) is not None:
+        proj: Project = call.project(pid)
+        dom = call.world.domains[proj.domainid]
+        return proj.id, {
+            "projectid": proj.id,
+            "project": proj.name,
+            "domainid": dom.id,
+            "domain": dom.name,
+        }
+    acct = call.account
+    if (name := call.get("account")) is not None:
+        domid = call.get("domainid") or acct.domainid
+        found = [a for a in call.world.accounts.values() if a.name == name and a.domainid == domid]
+        if not found:
+            raise invalid_parameter(f"Unable to find account by name {name} in domain {domid}")
+        acct = found[0]
+    dom = call.world.domains[acct.domainid]
+    return acct.id, {"account": acct.name, "domainid": dom.id, "domain": dom.name}
+
+
+def _render_limit(owner_fields: Json, rtype: int, limit: int) -> Json:
+    return owner_fields | {
+        "resourcetype": str(rtype),
+        "resourcetypename": RESOURCE_TYPES[rtype],
+        "max": limit,
+    }
+
+
+@api("listResourceLimits", "user.resource.ListResourceLimitsCmd")
+async def list_resource_limits(call: Call) -> Json:
+    owner, fields = _owner(call)
+    types = sorted(RESOURCE_TYPES)
+    if (rt := call.get("resourcetype")) is not None:
+        types = [t for t in types if str(t) == rt]
+    rows = [(t, call.world.limits.get((owner, t), -1)) for t in types]
+    return call.list_response("resourcelimit", rows, lambda r: _render_limit(fields, *r))
+
+
+@api("updateResourceLimit", "admin.resource.UpdateResourceLimitCmd", required=("resourcetype",))
+async def update_resource_limit(call: Call) -> Json:
+    rtype = call.int_param("resourcetype", -1)
+    if rtype not in RESOURCE_TYPES:
+        raise invalid_parameter(f"Please specify valid resource type: {call.req('resourcetype')}")
+    owner, fields = _owner(call)
+    limit = call.int_param("max", -1)
+    call.world.limits[(owner, rtype)] = limit
+    acct_id = call.world.projects[owner].account_id if owner in call.world.projects else owner
+    await call.emitter.action(
+        "RESOURCE.LIMIT.UPDATE",
+        "Completed",
+        f"Updated resource limit {RESOURCE_TYPES[rtype]} to {limit}",
+        user_id=call.user.id,
+        account_id=acct_id,
+    )
+    return {"resourcelimit": _render_limit(fields, rtype, limit)}

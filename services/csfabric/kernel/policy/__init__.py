@@ -1,0 +1,41 @@
+"""TODO: what csfabric.kernel.policy is."""
+
+from csfabric.kernel.policy._gate import ActionGate, GateDecision
+from csfabric.kernel.policy._load import PolicyLoadError, load_policies
+from csfabric.kernel.policy._model import (
+    BlastRadius,
+    PolicyBase,
+    PolicyDocument,
+    Scope,
+    kind_schemas,
+    register_kind,
+)
+from csfabric.kernel.policy._read import document_yaml
+from csfabric.kernel.policy._store import (
+    POLICY_SERVICE,
+    Change,
+    GlobalPause,
+    PolicyStore,
+    StoredPolicy,
+)
+from csfabric.kernel.policy._watch import PolicyWatcher
+
+__all__ = [
+    "POLICY_SERVICE",
+    "ActionGate",
+    "BlastRadius",
+    "Change",
+    "GateDecision",
+    "GlobalPause",
+    "PolicyBase",
+    "PolicyDocument",
+    "PolicyLoadError",
+    "PolicyStore",
+    "PolicyWatcher",
+    "Scope",
+    "StoredPolicy",
+    "document_yaml",
+    "kind_schemas",
+    "load_policies",
+    "register_kind",
+]
