@@ -39,7 +39,9 @@ class Backbone:
         **options: Any,
     ) -> Bus:
         if self.server is not None:
-            bus = await memory_bus(self.server, service=service, clock=clock, metrics=metrics, **options)
+            bus = await memory_bus(
+                self.server, service=service, clock=clock, metrics=metrics, **options
+            )
             if bus_class is not Bus:
                 bus = bus_class(bus.nc, service=service, clock=clock, metrics=metrics)
         else:

@@ -44,9 +44,7 @@ async def settled(bus: Bus, durable: str) -> None:
 
 
 async def letters(bus: Bus, count: int) -> list[DeadLetter]:
-    await eventually(
-        lambda: _at_least(bus, DLQ, count), within=15, what=f"{count} dead letters"
-    )
+    await eventually(lambda: _at_least(bus, DLQ, count), within=15, what=f"{count} dead letters")
     found = []
     for msg in await stored(bus, DLQ):
         assert msg.data is not None
@@ -68,7 +66,9 @@ async def test_a_retry_does_not_let_a_later_event_of_the_resource_overtake(bus: 
         journal.entries.append((event.type, delivery.deliveries, "ok"))
 
     await publish(
-        bus, lifecycle("x-started", "vm.started", "vm-x"), lifecycle("x-done", "vm.completed", "vm-x")
+        bus,
+        lifecycle("x-started", "vm.started", "vm-x"),
+        lifecycle("x-done", "vm.completed", "vm-x"),
     )
     consumer: Consumer[CloudEvent] = Consumer(bus, SUBJECTS, "ordering", handler, FAST)
     await consumer.start()
@@ -131,7 +131,9 @@ async def test_stopping_during_a_retry_hands_the_resource_on_in_order(bus: Bus) 
         second.entries.append((event.type, delivery.deliveries, "ok"))
 
     await publish(
-        bus, lifecycle("y-started", "vm.started", "vm-y"), lifecycle("y-done", "vm.completed", "vm-y")
+        bus,
+        lifecycle("y-started", "vm.started", "vm-y"),
+        lifecycle("y-done", "vm.completed", "vm-y"),
     )
     leaving: Consumer[CloudEvent] = Consumer(bus, SUBJECTS, "handover", failing, options)
     await leaving.start()

@@ -97,9 +97,7 @@ async def test_a_running_watcher_sees_apply_pause_and_the_kill_switch(backbone: 
             what="version 2 seen",
         )
         await store.set_paused(TEST_KIND, "live", True, OPERATOR)
-        await eventually(
-            lambda: _refused(gate, "live"), within=5, what="paused policy refused"
-        )
+        await eventually(lambda: _refused(gate, "live"), within=5, what="paused policy refused")
         await store.set_paused(TEST_KIND, "live", False, OPERATOR)
         await store.pause_all(OPERATOR)
         await eventually(lambda: watcher.global_paused, within=5, what="kill switch seen")

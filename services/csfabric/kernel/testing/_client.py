@@ -13,7 +13,6 @@ import asyncio
 from typing import Any, cast
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -29,18 +28,9 @@ from nats.js.api import (
 from nats.js.errors import BucketNotFoundError, InvalidBucketNameError
 from nats.js.kv import KeyValue
 
-from csfabric.kernel.testing._consumer import Delivered
+from csfabric.kernel.testing._pull import PullSubscription, raw
 from csfabric.kernel.testing._server import MemoryNats
-from csfabric.kernel.testing._stream import Stored
 from csfabric.kernel.testing._watch import PushSubscription
-
-
-def reply_subject(stream: str, consumer: str, item: Delivered) -> str:
-    stamp = int(item.message.time.timestamp() * 1e9)
-    return (
-        f"$JS.ACK.{stream}.{consumer}.{item.deliveries}.{item.message.seq}"
-        f".{item.cseq}.{stamp}.{item.pending}"
-    )
 
 
 class MemoryClient:
@@ -259,60 +249,9 @@ class MemoryJetStream:
 
     def _bucket(self, bucket: str, direct: bool) -> KeyValue:
         js = cast(JetStreamContext, self)
-        return KeyValue(name=bucket, stream=f"KV_{bucket}", pre=f"$KV.{bucket}.", js=js, direct=direct)
+        return KeyValue(
+            name=bucket, stream=f"KV_{bucket}", pre=f"$KV.{bucket}.", js=js, direct=direct
+        )
 
 
-def raw(stream: str, message: Stored) -> RawStreamMsg:
-    return RawStreamMsg(
-        subject=message.subject,
-        seq=message.seq,
-        data=message.data or None,
-        headers=dict(message.headers) if message.headers else None,
-        stream=stream,
-        time=message.time,
-    )
-
-
-class PullSubscription:
-    """``JetStreamContext.PullSubscription``: ``fetch`` and ``unsubscribe``."""
-
-    def __init__(self, js: MemoryJetStream, stream: str, consumer: str) -> None:
-        self._js = js
-        self._stream = stream
-        self._consumer = consumer
-        self._closed = False
-        self.delivered = 0
-
-    async def fetch(
-        self,
-        batch: int = 1,
-        timeout: float | None = 5,  # noqa: ASYNC109
-        heartbeat: float | None = None,
-    ) -> list[Msg]:
-        if self._closed:
-            raise ValueError("nats: invalid subscription")
-        if batch < 1:
-            raise ValueError("nats: invalid batch size")
-        server = await self._js._api()
-        taken = await server.fetch(self._stream, self._consumer, batch, timeout or 5.0)
-        self.delivered += len(taken)
-        client = cast(Client, self._js._nc)
-        return [
-            Msg(
-                _client=client,
-                subject=item.message.subject,
-                reply=reply_subject(self._stream, self._consumer, item),
-                data=item.message.data,
-                headers=dict(item.message.headers) if item.message.headers else None,
-            )
-            for item in taken
-        ]
-
-    async def consumer_info(self) -> ConsumerInfo:
-        return await self._js.consumer_info(self._stream, self._consumer)
-
-    async def unsubscribe(self) -> None:
-        self._closed = True
-
-
-__all__ = ["MemoryClient", "MemoryJetStream", "PullSubscription", "raw", "reply_subject"]
+__all__ = ["MemoryClient", "MemoryJetStream"]

@@ -82,7 +82,9 @@ class PullConsumer:
 
     def num_pending(self) -> int:
         return sum(
-            1 for seq in iter_from(self.stream, self.cursor) if self.wants(self.stream.messages[seq].subject)
+            1
+            for seq in iter_from(self.stream, self.cursor)
+            if self.wants(self.stream.messages[seq].subject)
         )
 
     def next_due(self) -> float | None:

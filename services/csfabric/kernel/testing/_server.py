@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, ConsumerInfo, PubAck, StreamConfig, StreamInfo
@@ -62,7 +62,7 @@ class MemoryNats:
 
     async def wait(self, timeout: float, due: float | None) -> None:  # noqa: ASYNC109
         """Until something changed, ``due`` (server time) came, or ``timeout`` wall seconds."""
-        waits = [asyncio.ensure_future(self._changed.wait())]
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._changed.wait())]
         if due is not None:
             waits.append(asyncio.ensure_future(self.clock.sleep(max(0.0, due - self.now()))))
         try:

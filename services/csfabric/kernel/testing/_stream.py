@@ -8,7 +8,7 @@ timestamps clients see.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -118,7 +118,7 @@ class Stream:
         msg_id = get(Header.MSG_ID.value)
         if msg_id is not None and msg_id in self._ids:
             return PubAck(stream=self.name, seq=self._ids[msg_id][0], duplicate=True), None
-        self._check_expected(subject, get)
+        self._check_expected(subject, headers or {})
         rollup = get(Header.ROLLUP.value)
         if rollup is not None and not self.config.allow_rollup_hdrs:
             raise BadRequestError(code=400, err_code=10115, description="rollup not permitted")
@@ -138,8 +138,9 @@ class Stream:
                 self._remove(seq)
         return PubAck(stream=self.name, seq=message.seq), message
 
-    def _check_expected(self, subject: str, get: object) -> None:
-        assert callable(get)
+    def _check_expected(self, subject: str, headers: Mapping[str, str]) -> None:
+        """``Nats-Expected-*`` headers: the compare-and-set that KV updates rely on."""
+        get = headers.get
         wanted = get(Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value)
         if wanted is not None:
             last = self.last_for(subject)
@@ -155,7 +156,9 @@ class Stream:
             )
         wanted = get(Header.EXPECTED_STREAM.value)
         if wanted is not None and wanted != self.name:
-            raise BadRequestError(code=400, err_code=10060, description="expected stream does not match")
+            raise BadRequestError(
+                code=400, err_code=10060, description="expected stream does not match"
+            )
 
     def _make_room(self, message: Stored) -> None:
         config = self.config
@@ -190,7 +193,9 @@ class Stream:
 
     def purge(self, subject: str | None = None) -> int:
         doomed = [
-            s for s, m in self.messages.items() if subject is None or subject_matches(subject, m.subject)
+            s
+            for s, m in self.messages.items()
+            if subject is None or subject_matches(subject, m.subject)
         ]
         for seq in doomed:
             self._remove(seq)

@@ -93,7 +93,11 @@ class PushSubscription:
                 headers = {**(headers or {}), "Nats-Msg-Size": str(len(data))}
                 data = b""
             client = cast(Client, self._client)
-            await self._cb(Msg(_client=client, subject=message.subject, reply=reply, data=data, headers=headers))
+            await self._cb(
+                Msg(
+                    _client=client, subject=message.subject, reply=reply, data=data, headers=headers
+                )
+            )
 
     async def consumer_info(self) -> ConsumerInfo:
         return ConsumerInfo(
