@@ -14,7 +14,12 @@ from csfabric.kernel.bus import STREAMS, Bus, StreamFullError, ensure_streams
 from nats.errors import MsgAlreadyAckdError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import (
+    BadRequestError,
+    NoStreamResponseError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 
 from tests.integration._workload import eventually, stored, stream_count
 from tests.shared.conftest import Backbone
@@ -197,3 +202,42 @@ async def test_get_msg_by_sequence_last_and_next_by_subject(bus: Bus) -> None:
     assert (await bus.js.get_msg("CSFABRIC_AUDIT", 2)).subject == "csfabric.audit.b"
     with pytest.raises(NotFoundError):
         await bus.js.get_msg("CSFABRIC_AUDIT", seq=4, subject="csfabric.audit.a", next=True)
+
+
+async def test_a_subject_no_stream_stores_gets_no_response(bus: Bus) -> None:
+    with pytest.raises(NoStreamResponseError):
+        await bus.js.publish("nowhere.at.all", b"x")
+
+
+async def test_an_empty_stream_and_what_the_server_fills_in(bus: Bus) -> None:
+    await bus.js.add_stream(StreamConfig(name="FRESH", subjects=["fresh.>"]))
+    info = await bus.js.stream_info("FRESH")
+    assert (info.state.messages, info.state.first_seq, info.state.last_seq) == (0, 0, 0)
+    assert (info.config.max_age, info.config.max_msgs, info.config.duplicate_window) == (
+        0.0,
+        -1,
+        120.0,
+    )
+    kv = await bus.key_value("filled_in")
+    await kv.put("k", b"1")
+    await kv.put("k", b"2")
+    entry = await bus.js.get_msg("KV_filled_in", subject="$KV.filled_in.k")
+    assert (entry.seq, entry.data, entry.headers) == (2, b"2", None)
+    revision = await kv.update("k", b"3", last=2)
+    entry = await bus.js.get_msg("KV_filled_in", seq=revision)
+    assert entry.headers == {"Nats-Expected-Last-Subject-Sequence": "2"}  # kept as sent
+    status = await kv.status()
+    assert (status.ttl, status.stream_info.config.allow_direct) == (0.0, False)
+
+
+async def test_a_fetch_on_a_consumer_that_is_gone_times_out(bus: Bus) -> None:
+    """Nobody answers a pull request for a missing consumer: nats-py raises the 503 "no
+    responders" status as ServiceUnavailableError, never NotFoundError (so a kernel
+    consumer's recreate-on-NotFound path is not what notices a deleted durable)."""
+    await _raw_consumer(bus, "doomed")
+    sub = await bus.js.pull_subscribe_bind(durable="doomed", stream="RAW")
+    await bus.js.delete_consumer("RAW", "doomed")
+    with pytest.raises(ServiceUnavailableError):
+        await sub.fetch(8, timeout=0.5)
+    with pytest.raises(NotFoundError):
+        await bus.js.consumer_info("RAW", "doomed")

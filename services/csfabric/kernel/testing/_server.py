@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, ConsumerInfo, PubAck, StreamConfig, StreamInfo
-from nats.js.errors import BadRequestError, NoStreamResponseError, NotFoundError
+from nats.js.errors import (
+    BadRequestError,
+    NoStreamResponseError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 
 from csfabric.kernel import Clock, RealClock
 from csfabric.kernel.testing._consumer import Delivered, PullConsumer
@@ -180,7 +185,11 @@ class MemoryNats:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            consumer = self.consumer(stream, name)
+            consumer = self.consumers.get((stream, name))
+            if consumer is None:
+                # Nobody answers a pull request for a missing consumer: nats-py sees the
+                # 503 "no responders" status (not NotFoundError).
+                raise ServiceUnavailableError
             taken = consumer.take(batch, self.now())
             if taken:
                 return taken

@@ -63,6 +63,7 @@ def normalized(config: StreamConfig) -> StreamConfig:
     config.duplicate_window = config.duplicate_window or DEFAULT_DUPLICATE_WINDOW
     config.num_replicas = config.num_replicas or 1
     config.discard = config.discard or DiscardPolicy.OLD
+    config.allow_direct = bool(config.allow_direct)
     return config
 
 
@@ -113,7 +114,10 @@ class Stream:
     ) -> tuple[PubAck, Stored | None]:
         """Store a message, or say why not; ``Stored`` is None for a duplicate."""
         self.expire(mono)
-        headers = dict(headers) if headers else None
+        # Plain strings, as they come back off the wire (nats-py passes Header enums).
+        headers = (
+            {str(getattr(k, "value", k)): str(v) for k, v in headers.items()} if headers else None
+        )
         get = (headers or {}).get
         msg_id = get(Header.MSG_ID.value)
         if msg_id is not None and msg_id in self._ids:
@@ -219,7 +223,8 @@ class Stream:
         state = StreamState(
             messages=len(seqs),
             bytes=self.bytes,
-            first_seq=seqs[0] if seqs else self.last_seq + 1,
+            # nats-server: 0 for a stream never written to, else one past the last.
+            first_seq=seqs[0] if seqs else (self.last_seq + 1 if self.last_seq else 0),
             last_seq=self.last_seq,
             consumer_count=consumers,
         )
