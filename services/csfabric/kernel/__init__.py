@@ -1,4 +1,7 @@
-"""The shared runtime every service uses; it knows no service."""
+"""The shared runtime every service uses; it knows no service.
+
+Its test double is :mod:`csfabric.kernel.testing`: an in-memory NATS the real kernel runs on.
+"""
 
 from csfabric.kernel._audit import Auditor, AuditRecord
 from csfabric.kernel._clock import (
