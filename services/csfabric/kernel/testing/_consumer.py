@@ -17,7 +17,7 @@ from datetime import datetime
 
 from nats.js.api import ConsumerConfig, ConsumerInfo, DeliverPolicy, SequenceInfo
 
-from csfabric.kernel.testing._stream import Stored, Stream, iter_from, subject_matches
+from csfabric.kernel.testing._stream import Stored, Stream, subject_matches
 
 DEFAULT_ACK_WAIT = 30.0
 
@@ -81,11 +81,8 @@ class PullConsumer:
         return any(subject_matches(f, subject) for f in filters)
 
     def num_pending(self) -> int:
-        return sum(
-            1
-            for seq in iter_from(self.stream, self.cursor)
-            if self.wants(self.stream.messages[seq].subject)
-        )
+        messages = self.stream.messages
+        return sum(1 for s in self.stream.iter_from(self.cursor) if self.wants(messages[s].subject))
 
     def next_due(self) -> float | None:
         return min((p.due for p in self.pending.values()), default=None)
@@ -104,19 +101,23 @@ class PullConsumer:
             out.append(self._deliver(message, held.deliveries + 1, now))
             self.redelivered += 1
         limit = self.config.max_ack_pending or -1
-        for seq in list(iter_from(self.stream, self.cursor)):
+        for seq in self.stream.iter_from(self.cursor):
             if len(out) >= batch or (0 < limit <= len(self.pending)):
                 break
             message = self.stream.messages[seq]
             self.cursor = seq + 1
             if self.wants(message.subject):
                 out.append(self._deliver(message, 1, now))
+        # Each message's metadata says how many were left after it (counted once a fetch).
+        left = self.num_pending() if out else 0
+        for index, item in enumerate(out):
+            item.pending = left + len(out) - index - 1
         return out
 
     def _deliver(self, message: Stored, deliveries: int, now: float) -> Delivered:
         self.cseq += 1
         self.pending[message.seq] = Pending(self.cseq, deliveries, now + self._wait(deliveries))
-        return Delivered(message, deliveries, self.cseq, self.num_pending())
+        return Delivered(message, deliveries, self.cseq, 0)
 
     def _wait(self, deliveries: int) -> float:
         backoff = self.config.backoff

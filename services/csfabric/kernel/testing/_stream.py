@@ -8,6 +8,7 @@ timestamps clients see.
 from __future__ import annotations
 
 import copy
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,10 +76,12 @@ class Stream:
     def __init__(self, config: StreamConfig, created: datetime) -> None:
         self.config = normalized(config)
         self.created = created
-        self.messages: dict[int, Stored] = {}
+        self.messages: dict[int, Stored] = {}  # in sequence (and so in time) order
         self.last_seq = 0
         self.bytes = 0
-        self._ids: dict[str, tuple[int, float]] = {}  # Nats-Msg-Id -> (seq, stored at)
+        self._order: list[int] = []  # the sequences held, sorted: for iter_from
+        self._subjects: dict[str, list[int]] = {}  # subject -> its sequences held, sorted
+        self._ids: dict[str, tuple[int, float]] = {}  # Nats-Msg-Id -> (seq, at), in time order
 
     @property
     def name(self) -> str:
@@ -88,20 +91,46 @@ class Stream:
         return any(subject_matches(p, subject) for p in self.config.subjects or [])
 
     def expire(self, mono: float) -> None:
-        """Drop what is past ``max_age`` and dedupe ids past the window."""
+        """Drop what is past ``max_age`` and dedupe ids past the window (oldest first)."""
         if self.config.max_age:
             cutoff = mono - self.config.max_age
-            for seq in [s for s, m in self.messages.items() if m.mono <= cutoff]:
-                self._remove(seq)
-        window = self.config.duplicate_window
-        for msg_id in [i for i, (_, at) in self._ids.items() if at <= mono - window]:
+            while self._order and self.messages[self._order[0]].mono <= cutoff:
+                self._remove(self._order[0])
+        cutoff = mono - self.config.duplicate_window
+        while self._ids:
+            msg_id, (_, at) = next(iter(self._ids.items()))
+            if at > cutoff:
+                break
             del self._ids[msg_id]
 
     def last_for(self, subject: str) -> Stored | None:
-        for seq in sorted(self.messages, reverse=True):
-            if self.messages[seq].subject == subject:
-                return self.messages[seq]
+        seqs = self._subjects.get(subject)
+        return self.messages[seqs[-1]] if seqs else None
+
+    def iter_from(self, start: int) -> Iterator[int]:
+        """Sequences held from ``start`` on, in order; removals meanwhile are skipped."""
+        index = bisect_left(self._order, start)
+        while index < len(self._order):
+            seq = self._order[index]
+            yield seq
+            # The list may have changed under us: go on after the one just yielded.
+            index = bisect_left(self._order, seq + 1)
+
+    def first(self, pattern: str, start: int = 1) -> Stored | None:
+        for message in self.by_subject(pattern, start):
+            return message
         return None
+
+    def by_subject(self, pattern: str, start: int = 1) -> Iterator[Stored]:
+        if "*" not in pattern and ">" not in pattern:  # one subject: its own index
+            for seq in list(self._subjects.get(pattern, ())):
+                if seq >= start and seq in self.messages:
+                    yield self.messages[seq]
+            return
+        for seq in self.iter_from(start):
+            message = self.messages.get(seq)
+            if message is not None and subject_matches(pattern, message.subject):
+                yield message
 
     def store(
         self,
@@ -130,13 +159,14 @@ class Stream:
         self._make_room(message)
         self.last_seq = message.seq
         self.messages[message.seq] = message
+        self._order.append(message.seq)
+        self._subjects.setdefault(subject, []).append(message.seq)
         self.bytes += message.size
         if msg_id is not None:
             self._ids[msg_id] = (message.seq, mono)
         if rollup == "sub":
-            for seq in [s for s, m in self.messages.items() if m.subject == subject]:
-                if seq != message.seq:
-                    self._remove(seq)
+            for seq in [m.seq for m in self.by_subject(subject) if m.seq != message.seq]:
+                self._remove(seq)
         elif rollup == "all":
             for seq in [s for s in self.messages if s != message.seq]:
                 self._remove(seq)
@@ -167,8 +197,9 @@ class Stream:
     def _make_room(self, message: Stored) -> None:
         config = self.config
         per_subject = config.max_msgs_per_subject
-        if per_subject > 0:
-            same = sorted(s for s, m in self.messages.items() if m.subject == message.subject)
+        same = self._subjects.get(message.subject, [])
+        if per_subject > 0 and same:
+            same = list(same)
             if len(same) >= per_subject:
                 if config.discard == DiscardPolicy.NEW and config.discard_new_per_subject:
                     raise _full("maximum messages per subject exceeded")
@@ -183,17 +214,23 @@ class Stream:
             if too_big:
                 raise _full("maximum bytes exceeded")
             return
-        for seq in sorted(self.messages):
+        while self._order:
             too_many = max_msgs > 0 and len(self.messages) + 1 > max_msgs
             too_big = max_bytes > 0 and self.bytes + message.size > max_bytes
             if not (too_many or too_big):
                 break
-            self._remove(seq)
+            self._remove(self._order[0])
 
     def _remove(self, seq: int) -> None:
         gone = self.messages.pop(seq, None)
-        if gone is not None:
-            self.bytes -= gone.size
+        if gone is None:
+            return
+        self.bytes -= gone.size
+        del self._order[bisect_left(self._order, seq)]
+        same = self._subjects[gone.subject]
+        del same[bisect_left(same, seq)]
+        if not same:
+            del self._subjects[gone.subject]
 
     def purge(self, subject: str | None = None) -> int:
         doomed = [
@@ -209,7 +246,7 @@ class Stream:
         """``get_msg``: by sequence, last by subject, or next by subject from ``seq``."""
         found: Stored | None
         if next:
-            found = next_matching(self, seq or 1, subject or ">")
+            found = self.first(subject or ">", seq or 1)
         elif subject is not None and not seq:
             found = self.last_for(subject)
         else:
@@ -219,7 +256,7 @@ class Stream:
         return found
 
     def info(self, consumers: int) -> StreamInfo:
-        seqs = sorted(self.messages)
+        seqs = self._order
         state = StreamState(
             messages=len(seqs),
             bytes=self.bytes,
@@ -229,18 +266,6 @@ class Stream:
             consumer_count=consumers,
         )
         return StreamInfo(config=copy.deepcopy(self.config), state=state, created=self.created)
-
-
-def next_matching(stream: Stream, start: int, pattern: str) -> Stored | None:
-    for seq in iter_from(stream, start):
-        message = stream.messages[seq]
-        if subject_matches(pattern, message.subject):
-            return message
-    return None
-
-
-def iter_from(stream: Stream, start: int) -> Iterator[int]:
-    return (seq for seq in sorted(stream.messages) if seq >= start)
 
 
 __all__ = ["Stored", "Stream", "encode_headers", "normalized", "subject_matches"]

@@ -51,11 +51,7 @@ class PushSubscription:
         self._task = asyncio.create_task(self._deliver(), name=f"memory-watch:{subject}")
 
     def _initial(self) -> list[int]:
-        matching = [
-            seq
-            for seq in sorted(self._stream.messages)
-            if subject_matches(self._subject, self._stream.messages[seq].subject)
-        ]
+        matching = [message.seq for message in self._stream.by_subject(self._subject)]
         if self._policy == DeliverPolicy.NEW:
             return []
         if self._policy == DeliverPolicy.LAST_PER_SUBJECT:
