@@ -32,8 +32,9 @@ class Stored:
 
     @property
     def size(self) -> int:
-        # nats-server's file store record size: 22 + subject + headers + payload + 8.
-        return 30 + len(self.subject) + len(encode_headers(self.headers)) + len(self.data)
+        # nats-server's file store record: 22 + subject + (4 + headers) + payload + 8.
+        headers = encode_headers(self.headers)
+        return 30 + len(self.subject) + (4 + len(headers) if headers else 0) + len(self.data)
 
 
 def encode_headers(headers: dict[str, str] | None) -> bytes:
