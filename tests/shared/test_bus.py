@@ -124,6 +124,10 @@ async def test_an_unacked_message_comes_back_after_ack_wait_counted(bus: Bus) ->
     [again] = await sub.fetch(1, timeout=5)  # after ack_wait
     assert again.metadata.num_delivered == 2
     assert again.metadata.sequence.stream == 1
+    held = await bus.js.consumer_info("RAW", "raw")
+    assert (held.num_redelivered, held.num_ack_pending) == (1, 1)
+    assert held.delivered is not None
+    assert (held.delivered.consumer_seq, held.delivered.stream_seq) == (2, 1)
     await again.ack()
     with pytest.raises(MsgAlreadyAckdError):
         await again.ack()
@@ -186,6 +190,10 @@ async def test_a_fetch_returns_what_is_there_and_pending_counts_the_rest(bus: Bu
     rest = await sub.fetch(10, timeout=2)
     assert [json.loads(m.data) for m in rest] == [3, 4]
     assert [m.metadata.sequence.consumer for m in first + rest] == [1, 2, 3, 4, 5]
+    assert [m.metadata.num_pending for m in first] == [4, 3, 2]
+    info = await bus.js.consumer_info("RAW", "batch")
+    assert info.delivered is not None
+    assert (info.delivered.stream_seq, info.num_pending, info.num_ack_pending) == (9, 0, 5)
     for msg in first + rest:
         await msg.ack()
     await eventually(lambda: _settled(bus, "batch"), within=5, what="all acked")

@@ -41,6 +41,7 @@ class MemoryClient:
         self.name = name
         self.max_payload = server.max_payload
         self.stats: dict[str, int] = {"reconnects": 0, "in_msgs": 0, "out_msgs": 0}
+        self.subscriptions: set[PushSubscription] = set()
         self._closed = False
 
     @property
@@ -80,10 +81,13 @@ class MemoryClient:
         self.check()
 
     async def drain(self) -> None:
-        self._closed = True
+        await self.close()
 
     async def close(self) -> None:
+        """Closed: every call refuses, and this client's watches end, as on a socket."""
         self._closed = True
+        for subscription in list(self.subscriptions):
+            await subscription.unsubscribe()
 
     def as_client(self) -> Client:
         """This object typed as what the kernel's ``Bus`` takes."""

@@ -47,7 +47,7 @@ class PullConsumer:
         self.name = config.durable_name or config.name or ""
         self.pending: dict[int, Pending] = {}
         self.cseq = 0
-        self.redelivered = 0
+        self.last_delivered = 0  # highest stream sequence handed out
         self.ack_floor = (0, 0)  # (consumer seq, stream seq)
         self.cursor = self._start()
 
@@ -99,7 +99,6 @@ class PullConsumer:
                 del self.pending[seq]  # gone from the stream, or out of deliveries
                 continue
             out.append(self._deliver(message, held.deliveries + 1, now))
-            self.redelivered += 1
         limit = self.config.max_ack_pending or -1
         for seq in self.stream.iter_from(self.cursor):
             if len(out) >= batch or (0 < limit <= len(self.pending)):
@@ -116,6 +115,7 @@ class PullConsumer:
 
     def _deliver(self, message: Stored, deliveries: int, now: float) -> Delivered:
         self.cseq += 1
+        self.last_delivered = max(self.last_delivered, message.seq)
         self.pending[message.seq] = Pending(self.cseq, deliveries, now + self._wait(deliveries))
         return Delivered(message, deliveries, self.cseq, 0)
 
@@ -147,10 +147,11 @@ class PullConsumer:
             stream_name=self.stream.name,
             config=copy.deepcopy(self.config),
             created=self.created,
-            delivered=SequenceInfo(consumer_seq=self.cseq, stream_seq=self.cursor - 1),
+            delivered=SequenceInfo(consumer_seq=self.cseq, stream_seq=self.last_delivered),
             ack_floor=SequenceInfo(consumer_seq=self.ack_floor[0], stream_seq=self.ack_floor[1]),
             num_ack_pending=len(self.pending),
-            num_redelivered=self.redelivered,
+            # As nats-server counts it: messages in hand that were delivered more than once.
+            num_redelivered=sum(1 for p in self.pending.values() if p.deliveries > 1),
             num_waiting=0,
             num_pending=self.num_pending(),
         )

@@ -48,6 +48,7 @@ class PushSubscription:
         self.delivered = 0
         self._cseq = 0
         client.server.listeners.append(self._on_store)
+        client.subscriptions.add(self)
         self._task = asyncio.create_task(self._deliver(), name=f"memory-watch:{subject}")
 
     def _initial(self) -> list[int]:
@@ -106,6 +107,7 @@ class PushSubscription:
         )
 
     async def unsubscribe(self, limit: int = 0) -> None:
+        self._client.subscriptions.discard(self)
         if self._on_store in self._client.server.listeners:
             self._client.server.listeners.remove(self._on_store)
         self._task.cancel()
