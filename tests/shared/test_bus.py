@@ -21,8 +21,8 @@ from nats.js.errors import (
     ServiceUnavailableError,
 )
 
+from tests.backbone import Backbone
 from tests.integration._workload import eventually, stored, stream_count
-from tests.shared.conftest import Backbone
 
 EVENTS = "CSFABRIC_EVENTS"
 

@@ -12,8 +12,8 @@ from csfabric.kernel import CloudEvent, PermanentError, TransientError, make_eve
 from csfabric.kernel.bus import Bus, Consumer, ConsumerOptions, DeadLetter, Delivery
 from nats.js.api import PubAck
 
+from tests.backbone import Backbone
 from tests.integration._workload import consumer_settled, eventually, stored, stream_count
-from tests.shared.conftest import Backbone
 
 SUBJECTS = "csfabric.lifecycle.>"
 EVENTS, DLQ = "CSFABRIC_EVENTS", "CSFABRIC_DLQ"

@@ -22,8 +22,8 @@ from csfabric.kernel import CloudEvent, parse_event
 from csfabric.kernel.bus import Bus, Consumer, ConsumerOptions, DeadLetter, Delivery
 from csfabric.kernel.testing import service_context
 
+from tests.backbone import Backbone
 from tests.integration._workload import eventually, stored
-from tests.shared.conftest import Backbone
 
 TZ = ZoneInfo("Europe/Berlin")
 T0 = datetime(2024, 11, 28, 8, 15, 0, tzinfo=UTC)

@@ -13,9 +13,9 @@ from csfabric.kernel.policy._model import PolicyDocument, parse_document
 from csfabric.kernel.policy._store import PolicyStore
 from nats.js.errors import NotFoundError
 
+from tests.backbone import Backbone
 from tests.integration._workload import eventually
 from tests.policykinds import TEST_KIND, register_test_kinds
-from tests.shared.conftest import Backbone
 
 OPERATOR = "test:alice"
 

@@ -9,8 +9,8 @@ import pytest
 from csfabric.kernel import ActionLedger, CloudEvent, SteppedClock, action_key, make_event
 from csfabric.kernel.bus import Consumer, ConsumerOptions, Delivery
 
+from tests.backbone import Backbone
 from tests.integration._workload import consumer_settled, eventually, stream_count
-from tests.shared.conftest import Backbone
 
 SUBJECTS = "csfabric.lifecycle.>"
 

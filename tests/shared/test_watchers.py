@@ -11,8 +11,8 @@ from csfabric.kernel import CloudEvent, Metrics, StreamLimits, make_event
 from csfabric.kernel.bus import Consumer, ConsumerOptions, Delivery, StreamFullError
 from csfabric.kernel.bus._streamwatch import StreamWatch, alert_subject
 
+from tests.backbone import Backbone
 from tests.integration._workload import eventually
-from tests.shared.conftest import Backbone
 
 LIMIT = 32 * 1024
 SUBJECT = "csfabric.audit.backpressure"

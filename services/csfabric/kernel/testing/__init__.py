@@ -12,7 +12,7 @@ and ``Heartbeat`` run unchanged, with no server::
     bus = await memory_bus(server, service="mysvc")      # a real Bus, streams created
     ctx = service_context(bus)                            # what a service's setup gets
 
-It is a double, not a server: the shared tests in ``tests/shared/`` run the same cases on
+It is a double, not a server: the shared tests (``tests/shared/``) run the same cases on
 it and on a real nats-server, which is what keeps the two alike.  It must not know any
 service.  Door: this ``__init__``.
 """
