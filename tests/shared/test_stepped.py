@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from csfabric.kernel import ActionLedger, CloudEvent, SteppedClock, action_key, make_event
 from csfabric.kernel.bus import Consumer, ConsumerOptions, Delivery
 
@@ -65,26 +64,3 @@ async def test_an_intent_left_by_a_crash_is_waited_out_on_the_clock_then_called_
     assert set(deliveries) == {1}  # RetryLater spent none of the event's attempts
     assert (consumer.handled, consumer.dead_lettered) == (1, 0)
     assert await stream_count(bus, "CSFABRIC_DLQ") == 0
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel gap: a fetch on a deleted durable answers 503 (ServiceUnavailableError), "
-    "not NotFoundError, so Consumer._run backs off and fetches again for ever instead of "
-    "recreating it (see test_bus.py::test_a_fetch_on_a_consumer_that_is_gone_times_out)",
-)
-async def test_a_consumer_whose_durable_was_deleted_recreates_it(backbone: Backbone) -> None:
-    bus = await backbone.bus("recreate")
-    seen: list[str] = []
-
-    async def handler(event: CloudEvent, delivery: Delivery) -> None:
-        seen.append(event.id)
-
-    consumer: Consumer[CloudEvent] = Consumer(bus, SUBJECTS, "recreate", handler, ConsumerOptions())
-    await consumer.start()
-    try:
-        await bus.js.delete_consumer("CSFABRIC_EVENTS", "recreate")
-        await bus.publish_event(make_event(type="vm.started", source="/t", id="after-delete"))
-        await eventually(lambda: seen, within=3, what="the event after the durable was deleted")
-    finally:
-        await consumer.stop()

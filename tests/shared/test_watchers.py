@@ -8,8 +8,9 @@ import asyncio
 import json
 
 from csfabric.kernel import CloudEvent, Metrics, StreamLimits, make_event
-from csfabric.kernel.bus import Consumer, ConsumerOptions, Delivery, StreamFullError
+from csfabric.kernel.bus import Bus, Consumer, ConsumerOptions, Delivery
 from csfabric.kernel.bus._streamwatch import StreamWatch, alert_subject
+from nats.js.errors import ServiceUnavailableError
 
 from tests.backbone import Backbone
 from tests.integration._workload import eventually
@@ -22,6 +23,12 @@ def record(i: int) -> bytes:
     return json.dumps({"n": i, "pad": "x" * 900}).encode()
 
 
+async def put(bus: Bus, i: int) -> None:
+    """Exactly these bytes and headers (``bus.publish`` adds a traceparent when another test
+    set tracing up), so that the counts below are the same in every run."""
+    await bus.js.publish(SUBJECT, record(i), headers={"Nats-Msg-Id": f"r-{i}"})
+
+
 async def test_the_watcher_alerts_before_the_limit_once_per_window(backbone: Backbone) -> None:
     metrics = Metrics("backpressure")
     bus = await backbone.bus(
@@ -31,7 +38,7 @@ async def test_the_watcher_alerts_before_the_limit_once_per_window(backbone: Bac
     sent = 0
     ratios = await watch.check()
     while ratios["CSFABRIC_AUDIT"] < 0.8:
-        await bus.publish(SUBJECT, record(sent), msg_id=f"r-{sent}")
+        await put(bus, sent)
         sent += 1
         ratios = await watch.check()
     assert ratios["CSFABRIC_AUDIT"] < 1.0
@@ -41,14 +48,15 @@ async def test_the_watcher_alerts_before_the_limit_once_per_window(backbone: Bac
     alert = json.loads(msg.data or b"{}")
     assert (alert["stream"], alert["max_bytes"]) == ("CSFABRIC_AUDIT", LIMIT)
     assert (await bus.js.stream_info("CSFABRIC_ALERTS")).state.messages == 1
-    refused_at = None
+    refused: ServiceUnavailableError | None = None
     for i in range(sent, 100):
         try:
-            await bus.publish(SUBJECT, record(i), msg_id=f"r-{i}")
-        except StreamFullError:
-            refused_at = i
+            await put(bus, i)
+        except ServiceUnavailableError as exc:
+            refused = exc
             break
-    assert refused_at == 32
+    assert refused is not None
+    assert (i, refused.description) == (32, "maximum bytes exceeded")
     assert (await bus.js.stream_info("CSFABRIC_AUDIT")).state.first_seq == 1
 
 
