@@ -18,12 +18,12 @@ from csfabric.cloudstack._models import (
 )
 from csfabric.cloudstack._parse import NativeMessage, parse_list_events_row, parse_native
 from csfabric.cloudstack._settings import CloudStackSettings
-from csfabric.cloudstack._transport import (
+from csfabric.cloudstack._transport import EndpointGate
+from csfabric.cloudstack.errors import (
     CloudStackApiError,
     CloudStackJobTimeout,
     CloudStackOutcomeUnknown,
     CloudStackTransientError,
-    EndpointGate,
 )
 
 __all__ = [

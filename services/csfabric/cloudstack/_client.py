@@ -57,16 +57,18 @@ from csfabric.cloudstack._models import (
 )
 from csfabric.cloudstack._settings import CloudStackSettings
 from csfabric.cloudstack._transport import (
-    CloudStackApiError,
-    CloudStackJobTimeout,
-    CloudStackOutcomeUnknown,
-    CloudStackTransientError,
     EndpointGate,
     call_histogram,
     gate_for,
     is_read_only,
     read_answer,
     signed_query,
+)
+from csfabric.cloudstack.errors import (
+    CloudStackApiError,
+    CloudStackJobTimeout,
+    CloudStackOutcomeUnknown,
+    CloudStackTransientError,
 )
 from csfabric.kernel import Clock, ConfigError, Metrics, get_tracer, parse_clock, register_secret
 from csfabric.kernel.bus import backoff

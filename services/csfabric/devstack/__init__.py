@@ -19,7 +19,6 @@ from csfabric.devstack._extras import (
     Extra,
     ExtraPorts,
     Extras,
-    MissingDependencyError,
     check_rabbitmq,
     find_pdns,
     find_tansu,
@@ -28,7 +27,7 @@ from csfabric.devstack._extras import (
     require_port,
 )
 from csfabric.devstack._nats import connect_once, ensure_streams_at, mask_url
-from csfabric.devstack._natsserver import INSTALL_HINT, NatsServerNotFoundError, find_nats_server
+from csfabric.devstack._natsserver import INSTALL_HINT, find_nats_server
 from csfabric.devstack._servers import LocalServer, PowerDnsServer, Supervised, TansuServer
 from csfabric.devstack._simulator import DEFAULT_SIMULATOR_PORT, SimulatorServer, add_simulator
 from csfabric.devstack._statefile import (
@@ -45,6 +44,7 @@ from csfabric.devstack._supervisor import (
     DevOptions,
     run_dev,
 )
+from csfabric.devstack.errors import MissingDependencyError, NatsServerNotFoundError
 
 __all__ = [
     "DEFAULT_KAFKA_PORT",

@@ -33,7 +33,6 @@ from csfabric.devstack import (
     Child,
     ExtraPorts,
     Extras,
-    MissingDependencyError,
     Supervised,
     add_simulator,
     apply_demo_policies,
@@ -48,6 +47,7 @@ from csfabric.devstack import (
     write_private_json,
 )
 from csfabric.devstack._natsserver import HOST, NatsServerProcess, find_nats_server
+from csfabric.devstack.errors import MissingDependencyError
 from csfabric.kernel import DEV_FILE, ConfigError, parse_clock, redact, scaled_spec, setup_logging
 
 log = logging.getLogger("csfabric.devstack._supervisor")

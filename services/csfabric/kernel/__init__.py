@@ -20,16 +20,9 @@ from csfabric.kernel._envelope import (
 from csfabric.kernel._heartbeat import BUCKET as HEARTBEAT_BUCKET
 from csfabric.kernel._heartbeat import default_instance
 from csfabric.kernel._idempotency import BUCKET as LEDGER_BUCKET
-from csfabric.kernel._idempotency import (
-    ActionLedger,
-    ActionRefused,
-    ActionResult,
-    OutcomeUnknownError,
-    action_key,
-    open_ledger,
-)
+from csfabric.kernel._idempotency import ActionLedger, ActionResult, action_key, open_ledger
 from csfabric.kernel._leases import BUCKET as LEASE_BUCKET
-from csfabric.kernel._leases import Lease, LeaseLost
+from csfabric.kernel._leases import Lease
 from csfabric.kernel._logs import clip, quote, redact, register_secret, setup_logging
 from csfabric.kernel._operator import current_operator
 from csfabric.kernel._ops import HANDLER_BUCKETS, Metrics
@@ -43,10 +36,14 @@ from csfabric.kernel._settings import (
 )
 from csfabric.kernel._tracing import get_tracer
 from csfabric.kernel.errors import (
+    ActionRefused,
     ConfigError,
     CsfabricError,
     EnvelopeError,
+    LeaseLost,
+    OutcomeUnknownError,
     PermanentError,
+    RetryLater,
     TransientError,
 )
 
@@ -76,6 +73,7 @@ __all__ = [
     "OutcomeUnknownError",
     "PermanentError",
     "RealClock",
+    "RetryLater",
     "ScaledClock",
     "SteppedClock",
     "StreamLimits",

@@ -70,8 +70,10 @@ from csfabric.kernel._logs import redact
 from csfabric.kernel._settings import FabricSettings
 from csfabric.kernel.bus import Bus, retry_broker
 from csfabric.kernel.errors import (
+    ActionRefused,
     ConfigError,
     LeaseLost,
+    OutcomeUnknownError,
     PermanentError,
     RetryLater,
     TransientError,
@@ -89,19 +91,6 @@ Source = Literal["call", "recorded", "reconciled"]
 State = Literal["intent", "done", "refused", "failed", "unknown"]
 
 log = logging.getLogger(__name__)
-
-
-class OutcomeUnknownError(TransientError):
-    """The call may have acted: the ledger reconciles it and never re-sends it blindly."""
-
-
-class ActionRefused(PermanentError):
-    """An earlier attempt of this action was refused for good; it is not tried again."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"action {key[:12]} was refused earlier: {reason}")
-        self.key = key
-        self.reason = reason
 
 
 def action_key(*parts: str) -> str:
@@ -341,9 +330,7 @@ __all__ = [
     "BUCKET",
     "STALE_AFTER",
     "ActionLedger",
-    "ActionRefused",
     "ActionResult",
-    "OutcomeUnknownError",
     "action_key",
     "open_ledger",
 ]

@@ -1,7 +1,7 @@
 """TODO: what csfabric.kernel.policy is."""
 
 from csfabric.kernel.policy._gate import ActionGate, GateDecision
-from csfabric.kernel.policy._load import PolicyLoadError, load_policies
+from csfabric.kernel.policy._load import load_policies
 from csfabric.kernel.policy._model import (
     BlastRadius,
     PolicyBase,
@@ -19,17 +19,26 @@ from csfabric.kernel.policy._store import (
     StoredPolicy,
 )
 from csfabric.kernel.policy._watch import PolicyWatcher
+from csfabric.kernel.policy.errors import (
+    BlastStateUnavailable,
+    PolicyConflictError,
+    PolicyLoadError,
+    PolicyProblem,
+)
 
 __all__ = [
     "POLICY_SERVICE",
     "ActionGate",
     "BlastRadius",
+    "BlastStateUnavailable",
     "Change",
     "GateDecision",
     "GlobalPause",
     "PolicyBase",
+    "PolicyConflictError",
     "PolicyDocument",
     "PolicyLoadError",
+    "PolicyProblem",
     "PolicyStore",
     "PolicyWatcher",
     "Scope",

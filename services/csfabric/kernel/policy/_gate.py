@@ -17,10 +17,11 @@ from typing import Literal
 from csfabric.kernel._audit import Outcome
 from csfabric.kernel._clock import Clock
 from csfabric.kernel._durations import format_duration
-from csfabric.kernel.policy._blast import BlastStateUnavailable, BlastWindows, KvBlastWindows
+from csfabric.kernel.policy._blast import BlastWindows, KvBlastWindows
 from csfabric.kernel.policy._model import PolicyBase
 from csfabric.kernel.policy._read import GlobalPause
 from csfabric.kernel.policy._watch import PolicyWatcher
+from csfabric.kernel.policy.errors import BlastStateUnavailable
 
 log = logging.getLogger(__name__)
 
