@@ -1,4 +1,10 @@
-"""csfabric — an event-driven automation fabric for Apache CloudStack clouds."""
+"""csfabric — an event-driven automation fabric for Apache CloudStack clouds.
+
+The packages, top layer first (``docs/architecture.md`` draws them; import-linter checks
+them): ``cli`` (the ``csfabric`` command) > ``devstack`` (``csfabric dev``) > services
+(``ingest`` …, independent of each other) > ``events`` and ``cloudstack`` > ``kernel``.
+Each package's ``__init__`` is its door.  A newcomer starts at ``csfabric.kernel``'s door.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 

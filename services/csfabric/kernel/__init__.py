@@ -1,4 +1,22 @@
-"""The shared runtime every service uses; it knows no service."""
+"""The kernel: the shared runtime every service stands on.  Start reading here.
+
+The room: what every service needs and none should write again — errors (one tree,
+:mod:`csfabric.kernel.errors`), settings, the clock (real, scaled, stepped), durations,
+logs (with secret redaction), tracing, metrics and the ops port, the CloudEvents envelope,
+audit records, control commands, heartbeats, leader leases with fencing tokens, and the
+action ledger that keeps an action from reaching CloudStack twice.  Four rooms have their
+own doors beside this one: ``csfabric.kernel.bus`` (NATS connection, consumers, DLQ,
+streams), ``csfabric.kernel.policy`` (policy documents, store, watch, gate),
+``csfabric.kernel.service`` (the service registry and runtime) and
+``csfabric.kernel.kafka`` (the Kafka bridge).
+
+It must not know any service, nor CloudStack, nor the CLI: the kernel imports nothing of
+ours (the layers contract in ``pyproject.toml``), and finds services through entry points.
+
+This module is the door: code outside the kernel imports these names from
+``csfabric.kernel``, never from a ``_private`` module behind it (import-linter's
+"Door: the kernel's foundations" contract).  ``docs/architecture.md`` draws the whole tree.
+"""
 
 from csfabric.kernel._audit import Auditor, AuditRecord
 from csfabric.kernel._clock import (
