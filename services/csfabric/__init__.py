@@ -8,9 +8,9 @@ Each package's ``__init__`` is its door.  A newcomer starts at ``csfabric.kernel
 
 from importlib.metadata import PackageNotFoundError, version
 
+__all__ = ["__version__"]
+
 try:
     __version__ = version("csfabric")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
-
-__all__ = ["__version__"]

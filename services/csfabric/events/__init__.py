@@ -4,6 +4,10 @@ For now the exported models are the fabric's own envelopes, defined in the kerne
 payload models of individual event types join :data:`SCHEMA_MODELS` as they are written.
 ``csfabric schemas export`` writes them and ``csfabric schemas check`` (a CI gate) fails
 when the committed files drift from the code.
+
+It must not know any service, nor CloudStack's client or simulator: like
+``cloudstack``, it may import ``csfabric.kernel`` and nothing else of ours (the layers
+contract).  This module is the door: services import the models from ``csfabric.events``.
 """
 
 from pydantic import BaseModel
@@ -11,6 +15,15 @@ from pydantic import BaseModel
 from csfabric.kernel import AuditRecord, CloudEvent
 from csfabric.kernel.bus import DeadLetter
 from csfabric.kernel.policy import PolicyBase, PolicyDocument
+
+__all__ = [
+    "SCHEMA_MODELS",
+    "AuditRecord",
+    "CloudEvent",
+    "DeadLetter",
+    "PolicyBase",
+    "PolicyDocument",
+]
 
 # File stem (``<stem>.schema.json``) → model.  Stems are part of the contract: a
 # CloudEvent's ``dataschema`` names them.
@@ -23,12 +36,3 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "policy-base": PolicyBase,
     "policy-document": PolicyDocument,
 }
-
-__all__ = [
-    "SCHEMA_MODELS",
-    "AuditRecord",
-    "CloudEvent",
-    "DeadLetter",
-    "PolicyBase",
-    "PolicyDocument",
-]
