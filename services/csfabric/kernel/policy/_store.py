@@ -231,7 +231,7 @@ class PolicyStore(PolicyReader):
         return change
 
     async def pause_all(self, operator: str) -> GlobalPause:
-        """The kill switch: every :class:`~.gate.ActionGate` refuses to act until resumed."""
+        """The kill switch: every :class:`~._gate.ActionGate` refuses to act until resumed."""
         return await self._set_global(True, operator)
 
     async def resume_all(self, operator: str) -> GlobalPause:
