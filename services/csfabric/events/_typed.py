@@ -78,9 +78,12 @@ def _error(model: type[Payload], event: CloudEvent, exc: ValidationError) -> Pay
     errors = exc.errors(include_url=False)
     parts = []
     for error in errors[:_MAX_ERRORS]:
-        where = ".".join(str(p) for p in error["loc"]) or "data"
-        got = "" if error["type"] == "missing" else f" (got {_short(error.get('input'))})"
-        parts.append(f"{where}: {error['msg']}{got}")
+        where = ".".join(str(p) for p in error["loc"])
+        msg = error["msg"].removeprefix("Value error, ")
+        # The whole payload as "got" would only repeat the event; a field's value helps.
+        shown = error["type"] != "missing" and where
+        got = f" (got {_short(error.get('input'))})" if shown else ""
+        parts.append(f"{where or 'data'}: {msg}{got}")
     more = f"; and {len(errors) - _MAX_ERRORS} more" if len(errors) > _MAX_ERRORS else ""
     first = ".".join(str(p) for p in errors[0]["loc"]) if errors else None
     reason = (
