@@ -15,9 +15,8 @@ not CloudStack's wire formats or client (``csfabric.cloudstack`` parses those an
 this room's payloads), not any service, not a broker.
 """
 
-from pydantic import BaseModel
-
 from csfabric.events._base import SCHEMA_URN, EventTime, Payload, dataschema, parse_dataschema
+from csfabric.events._catalogue import SCHEMA_MODELS
 from csfabric.events._cloudstack import (
     FAMILIES,
     ActionEventData,
@@ -38,6 +37,10 @@ from csfabric.events._lifecycle import (
     MaintenanceScheduled,
     MaintenanceStarted,
 )
+from csfabric.events._schemas import SchemaDiff
+from csfabric.events._schemas import compare as compare_schemas
+from csfabric.events._schemas import export as export_schemas
+from csfabric.events._schemas import render_all as render_schemas
 from csfabric.events._typed import (
     EventHandler,
     PayloadError,
@@ -77,28 +80,19 @@ __all__ = [
     "PayloadError",
     "PolicyBase",
     "PolicyDocument",
+    "SchemaDiff",
     "StateEventData",
     "StateStatus",
     "TypedEvent",
     "TypedHandler",
     "UsageEventData",
+    "compare_schemas",
     "dataschema",
+    "export_schemas",
     "model_for",
     "parse_as",
     "parse_dataschema",
     "payload",
+    "render_schemas",
     "typed",
 ]
-
-# File stem (``<stem>.schema.json``) → model.  Stems are part of the contract: a
-# CloudEvent's ``dataschema`` names them (payload models carry theirs as ``schema_stem``).
-SCHEMA_MODELS: dict[str, type[BaseModel]] = {
-    "cloudevent": CloudEvent,
-    "audit-record": AuditRecord,
-    "dead-letter": DeadLetter,
-    # The fields every policy kind shares, and the document shape; each installed kind's
-    # full document schema is added as policy-<kind> by schemas.render_all.
-    "policy-base": PolicyBase,
-    "policy-document": PolicyDocument,
-    **{model.schema_stem: model for model in (*FAMILIES.values(), *LIFECYCLE.values())},
-}
