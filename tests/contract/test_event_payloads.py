@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from csfabric.cloudstack import NativeMessage, parse_list_events_row, parse_native
+from csfabric.cloudstack import _native as native
 from csfabric.events import (
     FAMILIES,
     ActionEventData,
@@ -25,6 +26,8 @@ from csfabric.events import (
     payload,
 )
 from csfabric.kernel import CloudEvent, parse_event
+from hypothesis import given
+from hypothesis import strategies as st
 
 HERE = Path(__file__).parent
 SAMPLES = HERE / "samples"
@@ -75,6 +78,31 @@ def test_every_sample_fits_its_model_on_every_feed(name: str) -> None:
         assert event is not None
         typed = assert_fits(event, _model(name))
         assert typed.native == json.loads((SAMPLES / name).read_bytes().decode("utf-8-sig"))
+
+
+_new_keys = st.dictionaries(
+    st.from_regex(r"\A[a-z][A-Za-z]{2,12}\Z").filter(lambda k: k not in _KNOWN),
+    st.text(max_size=20).filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)),
+    max_size=4,
+)
+# Keys of some family: adding one may change the inferred family or a typed field.
+_KNOWN = {
+    *("status", "event", "resource", "entity", "entityuuid", "description", "eventDateTime"),
+    *("subject", "body", "zone", "dataCenterId", "podId", "user", "account", "project"),
+}
+
+
+@given(st.sampled_from(sorted(ROUTING)), _new_keys, st.sampled_from(["amqp", "kafka"]))
+def test_a_sample_with_keys_a_newer_release_adds_still_fits_and_round_trips(
+    name: str, added: dict[str, str], transport: str
+) -> None:
+    body = json.loads((SAMPLES / name).read_bytes().decode("utf-8-sig"))
+    body |= {k: v for k, v in added.items() if k not in body}
+    key = ROUTING[name] if transport == "amqp" else None
+    event = parse_native(NativeMessage(native.gson_dumps(body), transport, key), source="c")  # type: ignore[arg-type]
+    assert event is not None
+    typed = assert_fits(event, _model(name))
+    assert typed.native == body
 
 
 def test_the_models_read_the_samples_typed() -> None:

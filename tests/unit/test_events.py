@@ -304,3 +304,11 @@ def test_unknown_keys_are_kept() -> None:
     typed_data = parse_as(ActionEventData, _action(newKey="4.23"))
     assert typed_data.model_extra == {"newKey": "4.23"}
     assert typed_data.to_data()["newKey"] == "4.23"
+
+
+def test_a_later_version_or_a_foreign_dataschema_is_read_with_the_model_there_is() -> None:
+    for uri in (dataschema("cloudstack-action", 2), "https://example.com/action.json"):
+        event = _action(addedInV2="x").model_copy(update={"dataschema": uri})
+        typed_data = payload(event)
+        assert isinstance(typed_data, ActionEventData)
+        assert typed_data.model_extra == {"addedInV2": "x"}
