@@ -2,7 +2,7 @@
 
 The packages, top layer first (``docs/architecture.md`` draws them; import-linter checks
 them): ``cli`` (the ``csfabric`` command) > ``devstack`` (``csfabric dev``) > services
-(``ingest`` …, independent of each other) > ``events`` and ``cloudstack`` > ``kernel``.
+(``ingest`` …, independent of each other) > ``cloudstack`` > ``events`` > ``kernel``.
 Each package's ``__init__`` is its door.  A newcomer starts at ``csfabric.kernel``'s door.
 """
 

@@ -6,8 +6,9 @@ typed objects it returns, :func:`parse_native` (CloudStack's native event messag
 feed → CloudEvents, shared by ingest and any future gateway), and, behind its own door,
 ``csfabric.cloudstack.simulator``.
 
-It must not know any service, the CLI or ``csfabric dev``: like ``events``, it may import
-``csfabric.kernel`` and nothing else of ours (the layers contract).
+It must not know any service, the CLI or ``csfabric dev``: it may import ``csfabric.events``
+(its parsers build those payloads and name their ``dataschema``) and ``csfabric.kernel``,
+nothing else of ours (the layers contract).
 
 This module is the door: import these names from ``csfabric.cloudstack``, never from its
 ``_private`` modules (import-linter's "Door: csfabric.cloudstack").  Its errors are in

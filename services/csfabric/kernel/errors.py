@@ -8,6 +8,7 @@
     │   │                                 subject with the reason
     │   ├── EnvelopeError                 input is not a valid CloudEvent (the reason says why)
     │   ├── ActionRefused                 an earlier attempt of this action was refused for good
+    │   ├── PayloadError                  events/errors.py: an event's data does not fit its model
     │   ├── ConfigError                   settings or a policy cannot be used as given
     │   │   ├── PolicyLoadError           kernel/policy/errors.py: invalid policy files, every
     │   │   │                             problem listed (a PolicyProblem each)
@@ -35,8 +36,9 @@
 
 Each area keeps its classes in its own ``errors.py`` and exports them from its door
 (``csfabric.kernel``, ``csfabric.kernel.bus``, ``csfabric.kernel.policy``,
-``csfabric.cloudstack``, ``csfabric.devstack``); import them from there.  StreamFullError
-stays beside the publish that raises it (the bus's errors are that one class).
+``csfabric.events``, ``csfabric.cloudstack``, ``csfabric.devstack``); import them from
+there.  StreamFullError stays beside the publish that raises it (the bus's errors are that
+one class).
 
 Handlers raise these; the bus decides ack / nak-with-delay / dead-letter from the class
 alone, so no handler ever talks to the broker about failure.  Any other exception is

@@ -12,7 +12,7 @@ passes ``now``), so every rule is unit tested on its own and the handlers stay t
 from csfabric.ingest.logic._dedupe import (
     action_fingerprint,
     dlq_msg_id,
-    native_fingerprint,
+    pushed_fingerprint,
     row_fingerprint,
     seen_key,
 )
@@ -58,11 +58,11 @@ __all__ = [
     "check_signature",
     "dlq_msg_id",
     "evidence_text",
-    "native_fingerprint",
     "next_watermark",
     "parse_watermark",
     "poll_end",
     "poll_start",
+    "pushed_fingerprint",
     "reject_audit_key",
     "row_fingerprint",
     "row_time",

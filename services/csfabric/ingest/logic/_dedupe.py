@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from csfabric.events import ActionEventData
 from csfabric.ingest.logic._poll import row_time
 
 
@@ -38,17 +39,12 @@ def row_fingerprint(row: Mapping[str, Any]) -> str | None:
     )
 
 
-def native_fingerprint(native: Mapping[str, Any], when: datetime | None) -> str | None:
-    """The fingerprint of a parsed ActionEvent body (``data.native``), None for others."""
-    if when is None or not isinstance(native.get("event"), str) or "status" not in native:
+def pushed_fingerprint(data: ActionEventData, when: datetime | None) -> str | None:
+    """The fingerprint of a pushed (AMQP, Kafka, webhook) ActionEvent; None without a time."""
+    if when is None:
         return None
-    resource = native.get("entityuuid")
     return action_fingerprint(
-        str(native["event"]),
-        str(native["status"]),
-        resource if isinstance(resource, str) else None,
-        when,
-        str(native.get("description", "")),
+        data.event, data.status, data.entityuuid, when, data.description or ""
     )
 
 
