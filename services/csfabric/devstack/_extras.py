@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from csfabric.devstack._natsserver import HOST
 from csfabric.devstack._servers import LocalServer, PowerDnsServer, TansuServer
+from csfabric.devstack.errors import MissingDependencyError
 from csfabric.kernel import ConfigError
 
 
@@ -45,10 +46,6 @@ RABBITMQ_HINT = (
     "or point CSFABRIC_RABBITMQ_URL at a running broker"
 )
 PDNS_SCHEMA = Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
-
-
-class MissingDependencyError(ConfigError):
-    """Something ``--with`` asked for is not installed or not running (exit code 2)."""
 
 
 def port_free(port: int) -> bool:
@@ -168,7 +165,6 @@ __all__ = [
     "Extra",
     "ExtraPorts",
     "Extras",
-    "MissingDependencyError",
     "check_rabbitmq",
     "find_pdns",
     "find_tansu",

@@ -134,7 +134,7 @@ async def add_simulator(extras: Extras, state_dir: Path, clock: str, port: int |
     except ValueError as exc:
         raise ConfigError(f"CSFABRIC_SIMULATOR_PORT/SEED: {exc}") from None
     # The simulator of a `csfabric dev` killed a moment ago may still hold the port: it
-    # notices its parent is gone within a second (simulator_cli._exit_with_parent).
+    # notices its parent is gone within a second (csfabric.cli.simulator._exit_with_parent).
     for _ in range(30):
         if port_free(port):
             break

@@ -26,28 +26,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from csfabric.devstack import (
-    DEMO_POLICIES,
+from csfabric.devstack._children import Child, plan_children
+from csfabric.devstack._demo import DEMO_POLICIES, apply_demo_policies
+from csfabric.devstack._extras import ExtraPorts, Extras, plan_extras, port_free
+from csfabric.devstack._nats import connect_once, ensure_streams_at, mask_url
+from csfabric.devstack._natsserver import HOST, NatsServerProcess, find_nats_server
+from csfabric.devstack._servers import Supervised
+from csfabric.devstack._simulator import add_simulator
+from csfabric.devstack._statefile import (
     EXTRA_KEYS,
     READY_PREFIX,
-    Child,
-    ExtraPorts,
-    Extras,
-    MissingDependencyError,
-    Supervised,
-    add_simulator,
-    apply_demo_policies,
-    connect_once,
-    ensure_streams_at,
-    mask_url,
-    plan_children,
-    plan_extras,
-    port_free,
     ready_line,
     refuse_second_instance,
     write_private_json,
 )
-from csfabric.devstack._natsserver import HOST, NatsServerProcess, find_nats_server
+from csfabric.devstack.errors import MissingDependencyError
 from csfabric.kernel import DEV_FILE, ConfigError, parse_clock, redact, scaled_spec, setup_logging
 
 log = logging.getLogger("csfabric.devstack._supervisor")
