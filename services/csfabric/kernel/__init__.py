@@ -30,7 +30,16 @@ from csfabric.kernel._idempotency import (
 )
 from csfabric.kernel._leases import BUCKET as LEASE_BUCKET
 from csfabric.kernel._leases import Lease, LeaseLost
-from csfabric.kernel._logs import clip, quote, redact, register_secret, setup_logging
+from csfabric.kernel._logs import (
+    LOG_FORMATS,
+    clip,
+    quote,
+    redact,
+    register_secret,
+    resolve_log_format,
+    setup_logging,
+    wants_colour,
+)
 from csfabric.kernel._operator import current_operator
 from csfabric.kernel._ops import HANDLER_BUCKETS, Metrics
 from csfabric.kernel._settings import (
@@ -57,6 +66,7 @@ __all__ = [
     "HEARTBEAT_BUCKET",
     "LEASE_BUCKET",
     "LEDGER_BUCKET",
+    "LOG_FORMATS",
     "ActionLedger",
     "ActionRefused",
     "ActionResult",
@@ -96,7 +106,9 @@ __all__ = [
     "read_dev_file",
     "redact",
     "register_secret",
+    "resolve_log_format",
     "scaled_spec",
     "setup_logging",
     "subject_for",
+    "wants_colour",
 ]
