@@ -34,6 +34,7 @@ from csfabric.devstack import (
     ExtraPorts,
     Extras,
     MissingDependencyError,
+    SimulatorServer,
     Supervised,
     add_simulator,
     apply_demo_policies,
@@ -42,13 +43,14 @@ from csfabric.devstack import (
     mask_url,
     plan_children,
     plan_extras,
-    port_free,
     ready_line,
     refuse_second_instance,
+    require_port,
     write_private_json,
 )
-from csfabric.devstack._natsserver import HOST, NatsServerProcess, find_nats_server
-from csfabric.kernel import DEV_FILE, ConfigError, parse_clock, redact, scaled_spec, setup_logging
+from csfabric.devstack._children import spawn
+from csfabric.devstack._natsserver import NatsServerProcess, find_nats_server
+from csfabric.kernel import DEV_FILE, parse_clock, redact, scaled_spec, setup_logging
 
 log = logging.getLogger("csfabric.devstack._supervisor")
 
@@ -56,6 +58,9 @@ DEFAULT_NATS_PORT = 14222
 DEFAULT_METRICS_PORT = 19100
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 STABLE_AFTER = 30.0  # a child that ran this long starts its backoff afresh
+# Closing the terminal (SIGHUP) stops as cleanly as Ctrl-C; the children get none of these
+# from the terminal (own process group), and SIGTERM if we die (devstack._lifeline).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 @dataclass
@@ -71,6 +76,7 @@ class DevOptions:
     demo: bool = True
     demo_dir: Path = DEMO_POLICIES
     ports: ExtraPorts = field(default_factory=ExtraPorts)  # of the --with servers
+    log_format: str | None = None  # json | text | auto (None: $CSFABRIC_LOG_FORMAT, else auto)
 
 
 @dataclass
@@ -83,6 +89,7 @@ class DevSupervisor:
     children: list[Child] = field(default_factory=list)
     extras: Extras = field(default_factory=Extras)
     demo_policies: list[str] = field(default_factory=list)
+    log_format: str | None = None  # what run_dev chose; every csfabric child logs the same
     _watchers: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -105,12 +112,10 @@ class DevSupervisor:
             self.nats_url = external
         else:
             port = self.options.nats_port
-            if not port_free(port):
-                raise ConfigError(
-                    f"port {port} on {HOST} is in use (another csfabric dev?); pass --nats-port "
-                    "or set CSFABRIC_NATS_URL to use a running server"
-                )
+            hint = " (another csfabric dev?)"
+            require_port(port, "--nats-port or set CSFABRIC_NATS_URL to use that server", hint)
             self.nats = NatsServerProcess(port, state / "nats", binary=find_nats_server())
+            self.nats.tied_to_parent = True
             await self.nats.start()
             self.nats_url = self.nats.url
             self._watch(self.nats, "nats-server")
@@ -121,6 +126,8 @@ class DevSupervisor:
                 self.nats_url, self.options.demo_dir, parse_clock(self.clock)
             )
         for server in self.extras.servers:
+            if isinstance(server, SimulatorServer) and self.log_format:
+                server.env["CSFABRIC_LOG_FORMAT"] = self.log_format
             await server.start()
             log.info("%s started", server.name, extra={"pid": server.pid})
             self._watch(server, server.name)
@@ -130,6 +137,8 @@ class DevSupervisor:
             CSFABRIC_STATE_DIR=str(state),
             CSFABRIC_CLOCK=self.clock,
         )
+        if self.log_format:
+            env["CSFABRIC_LOG_FORMAT"] = self.log_format
         self.children = plan_children(self.options.commands, self.options.metrics_port, env)
         for child in self.children:
             self._watchers.append(asyncio.create_task(self._supervise(child), name=child.name))
@@ -160,10 +169,7 @@ class DevSupervisor:
             started = time.monotonic()
             code: int | str
             try:
-                # Children log to our stderr; stdout stays free for the ready line.
-                child.proc = await asyncio.create_subprocess_exec(
-                    *child.argv, env=child.env, stdin=asyncio.subprocess.DEVNULL, stdout=2
-                )
+                child.proc = await spawn(child)
             except OSError as exc:
                 code = f"'{exc}' (not started)"
             else:
@@ -247,12 +253,13 @@ class DevSupervisor:
 
 
 async def run_dev(options: DevOptions) -> int:
-    """Run until SIGTERM/SIGINT; exit code 0 after a clean stop, 1 if startup failed, and 2
-    if something ``--with`` needs is not installed or not running."""
-    setup_logging("dev", os.environ.get("CSFABRIC_LOG_LEVEL", "INFO"))
+    """Run until SIGTERM/SIGINT/SIGHUP; exit code 0 after a clean stop, 1 if startup failed,
+    and 2 if something ``--with`` needs is not installed or not running."""
+    level = os.environ.get("CSFABRIC_LOG_LEVEL", "INFO")
     supervisor = DevSupervisor(options)
+    supervisor.log_format = setup_logging("dev", level, log_format=options.log_format)
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, supervisor.stop.set)
     startup = asyncio.create_task(supervisor.start())
     stopped = asyncio.create_task(supervisor.stop.wait())
@@ -276,7 +283,7 @@ async def run_dev(options: DevOptions) -> int:
         stopped.cancel()
         await asyncio.gather(startup, stopped, return_exceptions=True)
         await supervisor.shutdown()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
 
 
