@@ -171,3 +171,29 @@ async def test_dev_refuses_a_port_something_listens_on(tmp_path: Path) -> None:
     assert f"port {port} on 127.0.0.1 is in use: something listens on it".encode() in err
     assert b"--nats-port" in err
     assert out == b""
+
+
+async def test_children_log_in_the_format_dev_chose(tmp_path: Path) -> None:
+    log_path = tmp_path / "dev.log"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "csfabric.cli", "dev", "--nats-port", str(free_port()),
+        "--log-format", "text",
+        env=_env(tmp_path / "state"), cwd=REPO,
+        stdout=asyncio.subprocess.PIPE, stderr=log_path.open("wb"),
+    )  # fmt: skip
+    try:
+        ready = await _read_ready_line(proc, 60)  # still JSON: scripts parse it
+        assert "ingest" in ready["metrics"]  # type: ignore[operator]
+        async with asyncio.timeout(60):
+            while " ingest started" not in log_path.read_text():
+                await asyncio.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    lines = log_path.read_text().splitlines()
+    services = {line.split()[2] for line in lines if line[:2].isdigit()}
+    assert {"dev", "ingest"} <= services
+    assert not [line for line in lines if line.startswith("{")]
+    assert "\x1b[" not in log_path.read_text()  # a file, not a terminal: no colour
+    simulator_log = tmp_path / "state" / "simulator" / "simulator.log"
+    assert " simulator ready" in simulator_log.read_text()
