@@ -4,6 +4,7 @@ on (TIME_WAIT is not "in use")."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -11,14 +12,32 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from csfabric.devstack import SimulatorServer, port_free, require_port
+from csfabric.devstack._lifeline import GRACE
 from csfabric.kernel import ConfigError
+from csfabric.kernel.service import ServiceContext
 
 from tests.integration.test_dev import REPO, _env, _processes_mentioning, _read_ready_line
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
+
+LAUNCH_HANG = (
+    "from csfabric.kernel.service._registry import register; "
+    "register('hang', 'tests.integration.test_dev_lifeline:hang_setup'); "
+    "from csfabric.cli import main; main()"
+)
+
+
+async def hang_setup(ctx: ServiceContext) -> None:
+    """A service whose stop never ends (with CSFABRIC_STOP_TIMEOUT at an hour)."""
+
+    async def never() -> None:
+        await asyncio.Event().wait()
+
+    ctx.on_stop(never)
 
 
 def _descendants(pid: int) -> set[int]:
@@ -54,6 +73,16 @@ async def _until_gone(pids: set[int], within: float) -> set[int]:
     return left
 
 
+async def _until_ready(ops_url: str) -> None:
+    async with aiohttp.ClientSession() as http, asyncio.timeout(60):
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{ops_url}/readyz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+
+
 @pytest.fixture
 async def dev(tmp_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
     proc = await asyncio.create_subprocess_exec(
@@ -74,6 +103,8 @@ async def test_sigkill_of_dev_ends_every_child(
     dev: asyncio.subprocess.Process, tmp_path: Path
 ) -> None:
     content = json.loads((tmp_path / "state" / "dev.json").read_text())
+    # Ingest connected and set up (a service stopping before that has nothing to drain).
+    await _until_ready(content["metrics"]["ingest"])
     children = _descendants(dev.pid)
     # nats-server (Go), the simulator and ingest (Python): the three kinds of child.
     assert {content["nats_pid"], content["simulator_pid"]} <= children
@@ -82,13 +113,50 @@ async def test_sigkill_of_dev_ends_every_child(
 
     dev.kill()
     await dev.wait()
-    assert await _until_gone(children, within=30) == set()
+    # Their NATS dies with them, so a service's clean stop cannot drain: after GRACE
+    # seconds it exits anyway (the bound here is generous: the machine is shared).
+    assert await _until_gone(children, within=GRACE + 20) == set()
     assert _processes_mentioning(str(tmp_path / "state")) == []
+
+
+async def test_a_service_whose_stop_hangs_still_ends_after_a_sigkill_of_dev(
+    tmp_path: Path,
+) -> None:
+    state, nats_port, metrics_port = tmp_path / "state", free_port(), free_port()
+    supervisor = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from csfabric.devstack._supervisor import DevOptions, run_dev\n"
+        f"argv = [sys.executable, '-c', {LAUNCH_HANG!r}, 'run', 'hang']\n"
+        f"options = DevOptions(Path({str(state)!r}), {nats_port}, {metrics_port}, demo=False,\n"
+        "                      commands={'hang': argv})\n"
+        "sys.exit(asyncio.run(run_dev(options)))\n"
+    )
+    env = {**_env(state), "CSFABRIC_STOP_TIMEOUT": "3600"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", supervisor, env=env, cwd=REPO,
+        stdout=asyncio.subprocess.PIPE, stderr=(tmp_path / "dev.log").open("wb"),
+    )  # fmt: skip
+    try:
+        ready = await _read_ready_line(proc, 60)
+        await _until_ready(ready["metrics"]["hang"])  # type: ignore[index]
+        async with asyncio.timeout(60):  # set up, its signal handlers installed
+            while '"message": "hang started"' not in (tmp_path / "dev.log").read_text():
+                await asyncio.sleep(0.1)
+        children = _descendants(proc.pid)
+        assert len(children) >= 3  # nats-server, the simulator, hang
+    finally:
+        proc.kill()
+        await proc.wait()
+    # Its stop would take an hour; the lifeline ends it GRACE seconds after dev died.
+    assert await _until_gone(children, within=GRACE + 20) == set()
 
 
 async def test_sighup_stops_dev_as_cleanly_as_ctrl_c(
     dev: asyncio.subprocess.Process, tmp_path: Path
 ) -> None:
+    content = json.loads((tmp_path / "state" / "dev.json").read_text())
+    await _until_ready(content["metrics"]["ingest"])
     children = _descendants(dev.pid)
     assert children
     dev.send_signal(signal.SIGHUP)
@@ -97,6 +165,8 @@ async def test_sighup_stops_dev_as_cleanly_as_ctrl_c(
     assert {pid for pid in children if _alive(pid)} == set()
     log = (tmp_path / "dev.log").read_text()
     assert '"message": "stopped"' in log
+    assert '"message": "ingest stopping"' in log  # stopped by dev, in order
+    assert "ignored SIGTERM" not in log
     assert "Traceback" not in log
 
 

@@ -48,7 +48,10 @@ def run(
         )
         typer.echo(f"csfabric: unknown service {service!r}; available: {names}", err=True)
         raise typer.Exit(2)
+    from csfabric.devstack import watch_lifeline
     from csfabric.kernel.service import run_service
+
+    watch_lifeline()  # started by `csfabric dev`: end with it, even if it is SIGKILLed
 
     if log_format is not None:  # the runtime sets up logging, and reads it from there
         os.environ["CSFABRIC_LOG_FORMAT"] = log_format.value

@@ -27,6 +27,7 @@ from csfabric.devstack._extras import (
     port_free,
     require_port,
 )
+from csfabric.devstack._lifeline import LIFELINE_ENV, watch_lifeline
 from csfabric.devstack._nats import connect_once, ensure_streams_at, mask_url
 from csfabric.devstack._natsserver import INSTALL_HINT, NatsServerNotFoundError, find_nats_server
 from csfabric.devstack._servers import LocalServer, PowerDnsServer, Supervised, TansuServer
@@ -58,6 +59,7 @@ __all__ = [
     "EXTRAS",
     "EXTRA_KEYS",
     "INSTALL_HINT",
+    "LIFELINE_ENV",
     "READY_KEYS",
     "READY_PREFIX",
     "Child",
@@ -90,5 +92,6 @@ __all__ = [
     "refuse_second_instance",
     "require_port",
     "run_dev",
+    "watch_lifeline",
     "write_private_json",
 ]

@@ -12,20 +12,33 @@ Two things, both set in the child between fork and exec (so they hold for a Go
   only, which then stops the services before the servers they use, instead of every
   process at once (nats-server first, say, with services still draining into it).
 
-On a system without ``prctl`` (not Linux) only the second holds: a SIGKILLed supervisor
-there leaves its children running.
+And a lifeline for the Python children (``csfabric run``): a pipe whose write end only
+the supervisor holds, so its read end, passed to each child, reads end-of-file the moment
+the supervisor is gone, however it went.  The child's watcher (:func:`watch_lifeline`)
+then stops the service as SIGTERM would and, if that has not ended the process within
+:data:`GRACE` seconds, exits: its NATS server dies at the same moment, and a clean stop
+that waits for it would keep an orphan for a minute.  Work cut short is what a crash
+leaves, which the fabric's idempotency and redelivery are for.
+
+On a system without ``prctl`` (not Linux) only the process group and the lifeline hold:
+there a SIGKILLed supervisor leaves its server children (nats-server …) running.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
+LIFELINE_ENV = "CSFABRIC_LIFELINE_FD"
+GRACE = 5.0  # seconds a Python child may spend stopping once its supervisor is gone
 
 
 def _find_prctl() -> Callable[..., int] | None:
@@ -64,4 +77,46 @@ def tie_kwargs() -> dict[str, Any]:
     return {"preexec_fn": die_with_parent(), "process_group": 0}
 
 
-__all__ = ["die_with_parent", "tie_kwargs"]
+class Lifeline:
+    """The supervisor's end: a pipe both of whose ends are closed on exec by default, so
+    only the children it is passed to hold the read end, and nobody else the write end."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+
+    def child_kwargs(self) -> dict[str, Any]:
+        return {**tie_kwargs(), "pass_fds": (self.read_fd,)}
+
+    def env(self) -> dict[str, str]:
+        return {LIFELINE_ENV: str(self.read_fd)}
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def watch_lifeline(grace: float = GRACE) -> bool:
+    """In a child of ``csfabric dev``: stop once the supervisor is gone (see the module doc).
+
+    Returns whether there was a lifeline to watch.  The watcher is a daemon thread, so a
+    stuck event loop cannot keep it from acting.
+    """
+    raw = os.environ.pop(LIFELINE_ENV, None)  # not for our own children
+    if not raw or not raw.isdigit():
+        return False
+    fd = int(raw)
+
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            while os.read(fd, 1):
+                pass
+        os.kill(os.getpid(), signal.SIGTERM)  # the service's own clean stop
+        time.sleep(grace)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="csfabric-lifeline", daemon=True).start()
+    return True
+
+
+__all__ = ["GRACE", "LIFELINE_ENV", "Lifeline", "die_with_parent", "tie_kwargs", "watch_lifeline"]

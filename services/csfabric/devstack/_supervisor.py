@@ -49,6 +49,7 @@ from csfabric.devstack import (
     write_private_json,
 )
 from csfabric.devstack._children import spawn
+from csfabric.devstack._lifeline import Lifeline
 from csfabric.devstack._natsserver import NatsServerProcess, find_nats_server
 from csfabric.kernel import DEV_FILE, parse_clock, redact, scaled_spec, setup_logging
 
@@ -58,8 +59,7 @@ DEFAULT_NATS_PORT = 14222
 DEFAULT_METRICS_PORT = 19100
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 STABLE_AFTER = 30.0  # a child that ran this long starts its backoff afresh
-# Closing the terminal (SIGHUP) stops as cleanly as Ctrl-C; the children get none of these
-# from the terminal (own process group), and SIGTERM if we die (devstack._lifeline).
+# Closing the terminal (SIGHUP) stops as cleanly as Ctrl-C (children: devstack._lifeline).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -91,6 +91,7 @@ class DevSupervisor:
     demo_policies: list[str] = field(default_factory=list)
     log_format: str | None = None  # what run_dev chose; every csfabric child logs the same
     _watchers: list[asyncio.Task[None]] = field(default_factory=list)
+    _lifeline: Lifeline = field(default_factory=Lifeline)
 
     @property
     def dev_file(self) -> Path:
@@ -169,7 +170,7 @@ class DevSupervisor:
             started = time.monotonic()
             code: int | str
             try:
-                child.proc = await spawn(child)
+                child.proc = await spawn(child, self._lifeline)
             except OSError as exc:
                 code = f"'{exc}' (not started)"
             else:
@@ -249,6 +250,7 @@ class DevSupervisor:
             await server.stop(self.options.stop_timeout)
         if self.nats is not None:
             await self.nats.stop(self.options.stop_timeout)
+        self._lifeline.close()
         log.info("stopped")
 
 
@@ -272,12 +274,10 @@ async def run_dev(options: DevOptions) -> int:
             print(ready_line(content), flush=True)
             await stopped
         return 0
-    except MissingDependencyError as exc:  # 2: install or start something, then retry
-        print(f"csfabric dev: {redact(str(exc))}", file=sys.stderr, flush=True)
-        return 2
     except Exception as exc:
         print(f"csfabric dev: {redact(str(exc))}", file=sys.stderr, flush=True)
-        return 1
+        # 2: install or start something, then retry
+        return 2 if isinstance(exc, MissingDependencyError) else 1
     finally:
         startup.cancel()
         stopped.cancel()
