@@ -31,7 +31,6 @@ from csfabric.kernel._idempotency import (
 from csfabric.kernel._leases import BUCKET as LEASE_BUCKET
 from csfabric.kernel._leases import Lease, LeaseLost
 from csfabric.kernel._logs import (
-    LOG_FORMATS,
     clip,
     quote,
     redact,
@@ -66,7 +65,6 @@ __all__ = [
     "HEARTBEAT_BUCKET",
     "LEASE_BUCKET",
     "LEDGER_BUCKET",
-    "LOG_FORMATS",
     "ActionLedger",
     "ActionRefused",
     "ActionResult",
