@@ -7,7 +7,9 @@ Two things, both set in the child between fork and exec (so they hold for a Go
   SIGTERM the moment its parent dies, even by SIGKILL, which no handler in the parent
   can see.  The signal follows the *thread* that forked, so children are started from the
   event loop's thread, which lives as long as the supervisor.  A parent that died between
-  fork and ``prctl`` is caught by comparing ``getppid()`` with the pid the parent had;
+  fork and ``prctl`` is caught by comparing ``getppid()`` with the pid the parent had.
+  A dying multi-threaded parent may hand the child to its other threads in turn, each
+  sending the signal again: a second SIGTERM ends a service at once, which is fine here;
 - a process group of its own: the terminal's Ctrl-C and hang-up reach the supervisor
   only, which then stops the services before the servers they use, instead of every
   process at once (nats-server first, say, with services still draining into it).
