@@ -178,3 +178,14 @@ async def test_unreachable_nats_is_a_clear_error(tmp_path: Path) -> None:
     assert f"cannot reach NATS at {url}".encode() in err
     assert b"start `csfabric dev`, or set CSFABRIC_NATS_URL" in err
     assert b"Traceback" not in err
+
+
+async def test_a_lost_connection_ends_the_tail_with_an_error(
+    nc: Client, nats_server: NatsServerProcess, tmp_path: Path
+) -> None:
+    proc = await _start_tail(tmp_path, nats_server.url)
+    await nats_server.stop()
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert b"lost the NATS connection" in err
+    assert b"Traceback" not in err
