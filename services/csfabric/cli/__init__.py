@@ -1,7 +1,7 @@
 """The ``csfabric`` command line: one package, one module per command group.
 
 The room: ``_app`` only registers the groups (run, dev, doctor, policy, pause/resume,
-simulator, schemas, status); each group's module owns its options and output, and imports
+simulator, schemas, status, events); each group's module owns its options and output, and imports
 what it needs when it runs, so ``--help`` stays fast.
 
 The CLI is the top layer: it may import any package of ours, and nothing of ours may import

@@ -17,10 +17,11 @@ This module is the door: the CLI and the test harness import from here, never fr
 
 from csfabric.devstack._demo import DEMO_POLICIES, demo_files, load_demo_policies
 from csfabric.devstack._extras import Extra, ExtraPorts, find_tansu
+from csfabric.devstack._lifeline import LIFELINE_ENV, watch_lifeline
 from csfabric.devstack._nats import connect_once, mask_url
 from csfabric.devstack._natsserver import INSTALL_HINT, find_nats_server
 from csfabric.devstack._servers import TansuServer
-from csfabric.devstack._statefile import READY_PREFIX
+from csfabric.devstack._statefile import READY_KEYS, READY_PREFIX, write_private_json
 from csfabric.devstack._supervisor import (
     DEFAULT_METRICS_PORT,
     DEFAULT_NATS_PORT,
@@ -34,6 +35,8 @@ __all__ = [
     "DEFAULT_NATS_PORT",
     "DEMO_POLICIES",
     "INSTALL_HINT",
+    "LIFELINE_ENV",
+    "READY_KEYS",
     "READY_PREFIX",
     "DevOptions",
     "Extra",
@@ -48,4 +51,6 @@ __all__ = [
     "load_demo_policies",
     "mask_url",
     "run_dev",
+    "watch_lifeline",
+    "write_private_json",
 ]

@@ -49,7 +49,14 @@ PDNS_SCHEMA = Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
 
 
 def port_free(port: int) -> bool:
+    """True unless something listens on ``port`` (or holds it bound) on 127.0.0.1.
+
+    With ``SO_REUSEADDR`` the test bind succeeds over connections in TIME_WAIT, which an
+    unclean stop leaves for up to a minute, and the servers we start bind the same way
+    (Go, Rust and asyncio listeners all set it); without it, TIME_WAIT counted as in use.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -123,9 +130,12 @@ class Extras:
     endpoints: dict[str, str] = field(default_factory=dict)
 
 
-def require_port(port: int, flag: str) -> None:
+def require_port(port: int, flag: str, hint: str = "") -> None:
+    """Raise :class:`ConfigError` naming the port and the flag to move, if it is taken."""
     if not port_free(port):
-        raise ConfigError(f"port {port} on {HOST} is in use; pass {flag}")
+        raise ConfigError(
+            f"port {port} on {HOST} is in use: something listens on it{hint}; pass {flag}"
+        )
 
 
 async def plan_extras(names: Sequence[str], state_dir: Path, ports: ExtraPorts) -> Extras:

@@ -41,7 +41,15 @@ from csfabric.kernel._idempotency import BUCKET as LEDGER_BUCKET
 from csfabric.kernel._idempotency import ActionLedger, ActionResult, action_key, open_ledger
 from csfabric.kernel._leases import BUCKET as LEASE_BUCKET
 from csfabric.kernel._leases import Lease
-from csfabric.kernel._logs import clip, quote, redact, register_secret, setup_logging
+from csfabric.kernel._logs import (
+    clip,
+    quote,
+    redact,
+    register_secret,
+    resolve_log_format,
+    setup_logging,
+    wants_colour,
+)
 from csfabric.kernel._operator import current_operator
 from csfabric.kernel._ops import HANDLER_BUCKETS, Metrics
 from csfabric.kernel._settings import (
@@ -112,7 +120,9 @@ __all__ = [
     "read_dev_file",
     "redact",
     "register_secret",
+    "resolve_log_format",
     "scaled_spec",
     "setup_logging",
     "subject_for",
+    "wants_colour",
 ]
