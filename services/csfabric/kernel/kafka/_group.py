@@ -1,6 +1,6 @@
 """A Kafka consumer-group member that commits only what its handler has finished.
 
-Shared by the kernel's bridge in (:class:`~.inbound.KafkaToNats`, CloudEvents) and ingest's
+Shared by the kernel's bridge in (:class:`~._inbound.KafkaToNats`, CloudEvents) and ingest's
 CloudStack feed (native bodies): each fetched batch is handled partition by partition in
 offset order (partitions concurrently), and offsets are committed only after that, so a
 crash loses nothing and what is read twice the JetStream duplicate window drops.
