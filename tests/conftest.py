@@ -1,4 +1,5 @@
-"""Shared fixtures: real servers on 127.0.0.1 and the Hypothesis profile.
+"""Shared fixtures: real servers on 127.0.0.1, the backbone (in memory and on nats-server)
+and the Hypothesis profile.
 
 Server fixtures never skip: a missing binary or server fails the test with the command
 that installs it (see ``tests/servers.py``).
@@ -11,10 +12,12 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import nats
 import pytest
 import pytest_asyncio
 from hypothesis import settings
 
+from tests.backbone import Backbone, no_network
 from tests.servers import (
     NatsServerNotFoundError,
     NatsServerProcess,
@@ -101,3 +104,35 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def rabbitmq_url() -> str:
     """AMQP URL of the local RabbitMQ (guest/guest on 127.0.0.1:5672); fails if down."""
     return require_rabbitmq()
+
+
+# -- the backbone: in memory and on nats-server ----------------------------------------
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory", marks=pytest.mark.memory),
+        pytest.param("nats", marks=pytest.mark.integration),
+    ]
+)
+def backbone_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """None for the in-memory side; the URL of a fresh nats-server for the other.
+
+    The in-memory side may not touch the network: ``nats.connect`` is made to fail, so a
+    test that reached for a server would error.  Sync, so that it can ask for the (async)
+    server fixture only when it is needed: ``-m memory`` never starts nats-server.
+    """
+    if request.param == "memory":
+        monkeypatch.setattr(nats, "connect", no_network)
+        return None
+    url: str = request.getfixturevalue("nats_server").url
+    return url
+
+
+@pytest_asyncio.fixture
+async def backbone(backbone_url: str | None) -> AsyncIterator[Backbone]:
+    backbone = Backbone("memory" if backbone_url is None else "nats", backbone_url)
+    try:
+        yield backbone
+    finally:
+        await backbone.close()

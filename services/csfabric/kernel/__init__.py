@@ -8,7 +8,8 @@ action ledger that keeps an action from reaching CloudStack twice.  Four rooms h
 own doors beside this one: ``csfabric.kernel.bus`` (NATS connection, consumers, DLQ,
 streams), ``csfabric.kernel.policy`` (policy documents, store, watch, gate),
 ``csfabric.kernel.service`` (the service registry and runtime) and
-``csfabric.kernel.kafka`` (the Kafka bridge).
+``csfabric.kernel.kafka`` (the Kafka bridge).  Its test double is
+``csfabric.kernel.testing``: an in-memory NATS the real kernel runs on.
 
 It must not know any service, nor CloudStack, nor the CLI: the kernel imports nothing of
 ours (the layers contract in ``pyproject.toml``), and finds services through entry points.
