@@ -33,3 +33,36 @@ async def test_a_child_orphaned_before_prctl_ends_although_its_parent_handled_si
         loop.remove_signal_handler(signal.SIGTERM)
     assert out == b""
     assert proc.returncode == -signal.SIGTERM
+
+
+def _watch_in_child(setup: str) -> subprocess.CompletedProcess[str]:
+    script = (
+        "import os, threading\n"
+        f"{setup}\n"
+        "from csfabric.devstack import watch_lifeline\n"
+        "print(watch_lifeline(grace=0.0), flush=True)\n"
+        "print(sorted(t.name for t in threading.enumerate()), flush=True)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_a_stale_lifeline_variable_is_not_taken_for_a_dead_supervisor() -> None:
+    """``CSFABRIC_LIFELINE_FD`` copied into a shell (from a dev child's environment, say)
+    names a descriptor that is closed or no pipe: that is no lifeline, and the service
+    must not stop itself at once as if its supervisor had died."""
+    for setup in (
+        "os.environ['CSFABRIC_LIFELINE_FD'] = '987'",  # closed
+        "os.environ['CSFABRIC_LIFELINE_FD'] = str(os.open(os.devnull, os.O_RDONLY))",  # EOF
+    ):
+        done = _watch_in_child(setup)
+        assert done.returncode == 0, (setup, done.returncode, done.stderr)
+        assert done.stdout.splitlines()[0] == "False", setup
+        assert "csfabric-lifeline" not in done.stdout
+
+
+def test_a_real_lifeline_is_watched() -> None:
+    done = _watch_in_child("r, w = os.pipe(); os.environ['CSFABRIC_LIFELINE_FD'] = str(r)")
+    assert done.stdout.splitlines()[0] == "True", done.stderr
+    assert "csfabric-lifeline" in done.stdout

@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -112,6 +113,12 @@ def watch_lifeline(grace: float = GRACE) -> bool:
     if not raw or not raw.isdigit():
         return False
     fd = int(raw)
+    try:
+        is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        is_pipe = False
+    if not is_pipe:  # a stale variable (copied into a shell, say): reading it says nothing
+        return False
 
     def watch() -> None:
         with contextlib.suppress(OSError):
