@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -30,7 +29,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from csfabric.cli._common import JsonFlag
-from csfabric.cli._eventline import EventLine, describe
+from csfabric.cli._eventline import EventLine, describe, json_line
 from csfabric.devstack import connect_once, mask_url
 from csfabric.kernel import CsfabricError, FabricSettings, parse_duration, redact, wants_colour
 from csfabric.kernel.bus import STREAMS
@@ -180,8 +179,7 @@ async def _print_until_stopped(
             continue
         line = _line(msg)
         try:
-            print(json.dumps(line.to_json(), ensure_ascii=False) if as_json
-                  else render(line, colour), file=out, flush=True)  # fmt: skip
+            print(json_line(line) if as_json else render(line, colour), file=out, flush=True)
         except BrokenPipeError:  # `| head`: the reader has gone, which is a normal end
             return 0
     return 0

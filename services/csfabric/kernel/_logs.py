@@ -66,6 +66,7 @@ __all__ = [
     "clip",
     "quote",
     "redact",
+    "redact_value",
     "register_secret",
     "resolve_log_format",
     "setup_logging",
