@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 from csfabric.cli._eventline import describe, json_line
-from csfabric.cli.events import check_pattern, intersect, plan_tail, render
+from csfabric.cli.events import _start, check_pattern, intersect, plan_tail, render
+from csfabric.kernel import parse_duration
 from hypothesis import given
 from hypothesis import strategies as st
+from nats.js.api import DeliverPolicy
 
 
 def _event(type_: str, data: object, **extra: object) -> bytes:
@@ -199,3 +201,12 @@ def test_json_lines_carry_no_secret_of_the_event() -> None:
         assert "XYZ" not in text
         assert "\x9b" not in text
         assert json.loads(text)["subject"] == line.subject
+
+
+def test_a_since_further_back_than_datetime_goes_means_everything_stored() -> None:
+    """``--since 1000000d`` passes the duration parser; it must not end in an OverflowError
+    traceback once connected."""
+    assert _start(parse_duration("1000000d")).deliver_policy == DeliverPolicy.ALL
+    recent = _start(parse_duration("10m"))
+    assert recent.deliver_policy == DeliverPolicy.BY_START_TIME
+    assert recent.opt_start_time is not None

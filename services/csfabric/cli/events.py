@@ -36,6 +36,7 @@ from csfabric.kernel.bus import STREAMS
 
 __all__ = ["events_app", "plan_tail", "tail_events"]
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NATS_FIX = "start `csfabric dev`, or set CSFABRIC_NATS_URL"
 # Tailed whenever the pattern reaches them; the others only when it lies inside them.
 BACKBONE = ("CSFABRIC_EVENTS", "CSFABRIC_ALERTS", "CSFABRIC_AUDIT", "CSFABRIC_CONTROL",
@@ -144,8 +145,10 @@ def _start(since: timedelta | None) -> ConsumerConfig:
     # A new config per subscription: the client fills in its filter and inbox.
     if since is None:
         return ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
-    start = datetime.now(UTC) - since
-    return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
+    now = datetime.now(UTC)
+    if since >= now - EPOCH:  # further back than anything stored (and than datetime goes)
+        return ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=now - since)
 
 
 async def _subscribe(
