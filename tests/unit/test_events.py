@@ -312,3 +312,18 @@ def test_a_later_version_or_a_foreign_dataschema_is_read_with_the_model_there_is
         typed_data = payload(event)
         assert isinstance(typed_data, ActionEventData)
         assert typed_data.model_extra == {"addedInV2": "x"}
+
+
+def test_a_misfit_under_a_credential_name_is_named_but_its_value_never_quoted() -> None:
+    """The reason goes to the dead letter and its log line: ``labels.api_token`` may be named,
+    but the value under it is a credential whatever its type."""
+    data = {"name": "dev-1", "labels": {"api_token": 98765, "password": ["hunter2"], "n": 5}}
+    event = make_event(type="environment.created", source="t", id="1", data=data)
+    with pytest.raises(PayloadError) as caught:
+        payload(event)
+    reason = str(caught.value)
+    assert "labels.api_token" in reason
+    assert "labels.password" in reason
+    assert "98765" not in reason
+    assert "hunter2" not in reason
+    assert "(got 5)" in reason  # other values still help the reader

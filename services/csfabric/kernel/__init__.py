@@ -42,7 +42,9 @@ from csfabric.kernel._idempotency import ActionLedger, ActionResult, action_key,
 from csfabric.kernel._leases import BUCKET as LEASE_BUCKET
 from csfabric.kernel._leases import Lease
 from csfabric.kernel._logs import (
+    MASK,
     clip,
+    is_sensitive_key,
     quote,
     redact,
     redact_value,
@@ -81,6 +83,7 @@ __all__ = [
     "HEARTBEAT_BUCKET",
     "LEASE_BUCKET",
     "LEDGER_BUCKET",
+    "MASK",
     "ActionLedger",
     "ActionRefused",
     "ActionResult",
@@ -112,6 +115,7 @@ __all__ = [
     "default_state_dir",
     "format_duration",
     "get_tracer",
+    "is_sensitive_key",
     "make_event",
     "open_ledger",
     "parse_clock",

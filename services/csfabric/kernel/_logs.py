@@ -64,6 +64,7 @@ __all__ = [
     "Redactor",
     "TextFormatter",
     "clip",
+    "is_sensitive_key",
     "quote",
     "redact",
     "redact_value",
