@@ -179,3 +179,48 @@ def test_the_shape_checks_can_fail() -> None:
     assert _is_internal("csfabric.kernel._leases")
     assert _is_internal("csfabric.cloudstack.errors")
     assert not _is_internal("csfabric.ingest.handlers")
+
+
+# What pure logic must not take from the kernel's door: the clock (logic is handed `now`)
+# and tracing.  import-linter cannot see this: the door re-exports them, and logic may
+# import the door for errors and the envelope, so the "forbidden" contract on
+# csfabric.kernel._clock passes whatever logic imports from csfabric.kernel.
+LOGIC_FORBIDDEN_ORIGINS = ("csfabric.kernel._clock", "csfabric.kernel._tracing")
+
+
+def _door_names_from(tree: ast.AST, door: str) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == door:
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def _forbidden_to_logic(source: str) -> set[str]:
+    import csfabric.kernel as kernel
+
+    banned = {
+        name
+        for name in kernel.__all__
+        if getattr(getattr(kernel, name), "__module__", "") in LOGIC_FORBIDDEN_ORIGINS
+    }
+    return _door_names_from(ast.parse(source), "csfabric.kernel") & banned
+
+
+def test_pure_logic_takes_no_clock_or_tracing_through_the_kernel_door() -> None:
+    assert _forbidden_to_logic("from csfabric.kernel import EnvelopeError, RealClock") == {
+        "RealClock"
+    }
+    assert _forbidden_to_logic("from csfabric.kernel import get_tracer") == {"get_tracer"}
+    logic = {
+        name: path
+        for name, path in _modules().items()
+        if any(_matches(pattern, name) for pattern in ("csfabric.*.logic", "csfabric.*.logic.*"))
+    }
+    assert "csfabric.ingest.logic._dedupe" in logic
+    found = {
+        name: used
+        for name, path in logic.items()
+        if (used := _forbidden_to_logic(path.read_text()))
+    }
+    assert not found, f"pure logic reaching the clock or tracing through the kernel door: {found}"
