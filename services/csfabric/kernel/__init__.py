@@ -44,6 +44,7 @@ from csfabric.kernel._leases import Lease
 from csfabric.kernel._logs import (
     MASK,
     clip,
+    get_logger,
     is_sensitive_key,
     quote,
     redact,
@@ -114,6 +115,7 @@ __all__ = [
     "default_instance",
     "default_state_dir",
     "format_duration",
+    "get_logger",
     "get_tracer",
     "is_sensitive_key",
     "make_event",

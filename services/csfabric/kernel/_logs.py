@@ -64,6 +64,7 @@ __all__ = [
     "Redactor",
     "TextFormatter",
     "clip",
+    "get_logger",
     "is_sensitive_key",
     "quote",
     "redact",
@@ -204,6 +205,17 @@ class TextFormatter(logging.Formatter):
             if block:
                 line += "\n" + self._paint("31", _visible(block))
         return line
+
+
+def get_logger(module: str) -> logging.Logger:
+    """``logging.getLogger(__name__)`` under the module's public name, for log lines to show.
+
+    A logger name is read by people and matched by their filters (the ``logger`` key of a
+    JSON line): it must not change when a module goes behind a door, nor show a
+    ``_private`` segment.  So each segment loses its leading underscores:
+    ``csfabric.kernel.bus._consumer`` logs as ``csfabric.kernel.bus.consumer``.
+    """
+    return logging.getLogger(".".join(part.lstrip("_") or part for part in module.split(".")))
 
 
 def _is_terminal(stream: TextIO) -> bool:

@@ -16,7 +16,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import logging
 import uuid
 from bisect import insort
 from collections import deque
@@ -29,11 +28,12 @@ import aiohttp
 from aiokafka import AIOKafkaProducer
 
 from csfabric.cloudstack._native import NativeEvent
+from csfabric.kernel import get_logger
 
 __all__ = ["EventLog", "EventSink", "Fanout", "KafkaSink", "RabbitSink", "WebhookDelivery"]
 __all__ += ["TEST_PAYLOAD", "WebhookSink", "send_test_delivery", "webhook_signature"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # WebhookServiceImpl.getManualDeliveryJob's default payload, spaces included.
 TEST_PAYLOAD = b'{ "CloudStack": "works!" }'

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from pydantic import Field
 from csfabric.kernel._audit import Auditor
 from csfabric.kernel._clock import Clock, parse_clock
 from csfabric.kernel._heartbeat import Heartbeat
-from csfabric.kernel._logs import register_secret, setup_logging
+from csfabric.kernel._logs import get_logger, register_secret, setup_logging
 from csfabric.kernel._ops import Metrics, OpsServer, ReadinessResult
 from csfabric.kernel._settings import CsfabricSettings, FabricSettings
 from csfabric.kernel._tracing import setup_tracing
@@ -31,7 +30,7 @@ from csfabric.kernel.bus import Bus, Consumer, ConsumerOptions, Handler
 from csfabric.kernel.policy import ActionGate, PolicyWatcher
 from csfabric.kernel.service._registry import ServiceSetup
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 StopCallback = Callable[[], Awaitable[object]]
 
