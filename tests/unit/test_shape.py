@@ -224,3 +224,47 @@ def test_pure_logic_takes_no_clock_or_tracing_through_the_kernel_door() -> None:
         if (used := _forbidden_to_logic(path.read_text()))
     }
     assert not found, f"pure logic reaching the clock or tracing through the kernel door: {found}"
+
+
+# Constants named twice on purpose (or in files other work has open): the reason stands
+# beside each.  Any other name assigned the same value in two modules is one fact written
+# twice, which drifts.
+TWICE_ON_PURPOSE = {
+    # status reads what the policy store wrote without importing it (cli/status/_collect).
+    "POLICY_BUCKET",
+    "GLOBAL_PAUSE_KEY",
+    # the webhook's header, in the parser and in ingest's pure logic (which imports no
+    # client); one of them could import the other's door.
+    "EVENT_ID_HEADER",
+    # kernel.bus / kernel.kafka / ingest.feeds.amqp: open in the speed work.
+    "_HEADER_ROOM",
+    "MAX_RETRY_PAUSE",
+    "DEFAULT_MAX_ATTEMPTS",
+}
+
+
+def _constants(source: str) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for node in ast.parse(source).body:
+        target = (
+            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        )
+        if (
+            isinstance(target, ast.Name)
+            and target.id.lstrip("_").isupper()
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str | int | float)
+        ):
+            out[target.id] = node.value.value
+    return out
+
+
+def test_a_named_constant_is_written_in_one_module() -> None:
+    assert _constants('KEYS_FILE = "k.json"\nx = 1\nN = f(1)') == {"KEYS_FILE": "k.json"}
+    where: dict[tuple[str, object], list[str]] = {}
+    for name, path in _modules().items():
+        for constant, value in _constants(path.read_text()).items():
+            where.setdefault((constant, value), []).append(name)
+    twice = {key: names for key, names in where.items() if len(names) > 1}
+    unexplained = {key: names for key, names in twice.items() if key[0] not in TWICE_ON_PURPOSE}
+    assert not unexplained, f"one constant written in several modules: {unexplained}"

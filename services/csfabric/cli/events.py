@@ -28,7 +28,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from csfabric.cli._common import JsonFlag
+from csfabric.cli._common import NATS_FIX, JsonFlag
 from csfabric.cli._eventline import EventLine, describe, json_line
 from csfabric.devstack import connect_once, mask_url
 from csfabric.kernel import CsfabricError, FabricSettings, parse_duration, redact, wants_colour
@@ -37,7 +37,6 @@ from csfabric.kernel.bus import STREAMS
 __all__ = ["events_app", "plan_tail", "tail_events"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-NATS_FIX = "start `csfabric dev`, or set CSFABRIC_NATS_URL"
 # Tailed whenever the pattern reaches them; the others only when it lies inside them.
 BACKBONE = ("CSFABRIC_EVENTS", "CSFABRIC_ALERTS", "CSFABRIC_AUDIT", "CSFABRIC_CONTROL",
             "CSFABRIC_DLQ")  # fmt: skip

@@ -58,6 +58,7 @@ from csfabric.kernel._operator import current_operator
 from csfabric.kernel._ops import HANDLER_BUCKETS, Metrics
 from csfabric.kernel._settings import (
     DEV_FILE,
+    SIMULATOR_KEYS_FILE,
     CsfabricSettings,
     FabricSettings,
     StreamLimits,
@@ -85,6 +86,7 @@ __all__ = [
     "LEASE_BUCKET",
     "LEDGER_BUCKET",
     "MASK",
+    "SIMULATOR_KEYS_FILE",
     "ActionLedger",
     "ActionRefused",
     "ActionResult",
