@@ -21,13 +21,13 @@ from bisect import insort
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 import aio_pika
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
 from csfabric.cloudstack._native import NativeEvent
+from csfabric.cloudstack.simulator._emit import EventSink
 from csfabric.kernel import get_logger
 
 __all__ = ["EventLog", "EventSink", "Fanout", "KafkaSink", "RabbitSink", "WebhookDelivery"]
@@ -38,12 +38,6 @@ log = get_logger(__name__)
 # WebhookServiceImpl.getManualDeliveryJob's default payload, spaces included.
 TEST_PAYLOAD = b'{ "CloudStack": "works!" }'
 TEST_EVENT_TYPE = "TEST.WEBHOOK"
-
-
-class EventSink(Protocol):
-    async def emit(self, event: NativeEvent) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 class EventLog:
