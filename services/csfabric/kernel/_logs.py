@@ -167,7 +167,9 @@ _LEVELS = {
 
 
 def _visible(text: str) -> str:
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Controls escaped, and every line after the first indented: received text may hold
+    a line break, and must not print a line that starts like one of ours."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text).replace("\n", "\n    ")
 
 
 def _value(value: Any) -> str:
