@@ -16,11 +16,12 @@ This module is the door: the CLI and the test harness import from here, never fr
 """
 
 from csfabric.devstack._demo import DEMO_POLICIES, demo_files, load_demo_policies
-from csfabric.devstack._extras import Extra, ExtraPorts, find_tansu
+from csfabric.devstack._extras import Extra, ExtraPorts, find_tansu, port_free, require_port
 from csfabric.devstack._lifeline import LIFELINE_ENV, watch_lifeline
 from csfabric.devstack._nats import connect_once, mask_url
 from csfabric.devstack._natsserver import INSTALL_HINT, find_nats_server
 from csfabric.devstack._servers import TansuServer
+from csfabric.devstack._simulator import SimulatorServer
 from csfabric.devstack._statefile import READY_KEYS, READY_PREFIX, write_private_json
 from csfabric.devstack._supervisor import (
     DEFAULT_METRICS_PORT,
@@ -43,6 +44,7 @@ __all__ = [
     "ExtraPorts",
     "MissingDependencyError",
     "NatsServerNotFoundError",
+    "SimulatorServer",
     "TansuServer",
     "connect_once",
     "demo_files",
@@ -50,6 +52,8 @@ __all__ = [
     "find_tansu",
     "load_demo_policies",
     "mask_url",
+    "port_free",
+    "require_port",
     "run_dev",
     "watch_lifeline",
     "write_private_json",
