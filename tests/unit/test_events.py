@@ -23,6 +23,7 @@ from csfabric.events import (
     EnvironmentExtended,
     MaintenanceScheduled,
     PayloadError,
+    StateEventData,
     TypedEvent,
     dataschema,
     parse_as,
@@ -327,3 +328,29 @@ def test_a_misfit_under_a_credential_name_is_named_but_its_value_never_quoted() 
     assert "98765" not in reason
     assert "hunter2" not in reason
     assert "(got 5)" in reason  # other values still help the reader
+
+
+def test_data_on_the_bus_is_read_by_its_wire_names_only() -> None:
+    """The schema in schemas/ requires ``eventDateTime`` and ``old-state``; the model must
+    not accept the Python attribute names in their place (readers in other languages
+    validate with the schema), while Python code still builds a model by attribute name."""
+    by_python_name = {
+        "category": "state",
+        "event_time": "2024-01-01T00:00:00+00:00",
+        "id": "u-1",
+        "resource": "VirtualMachine",
+        "old_state": "Stopped",
+        "new_state": "Running",
+        "native": {},
+    }
+    event = make_event(
+        type="cloudstack.state.VirtualMachine.Transition", source="s", id="1", data=by_python_name
+    )
+    with pytest.raises(PayloadError) as caught:
+        payload(event)
+    assert "eventDateTime" in str(caught.value)
+    built = StateEventData(
+        event_time=datetime(2024, 1, 1, tzinfo=UTC), id="u-1", resource="VirtualMachine",
+        old_state="Stopped", new_state="Running", native={},
+    )  # fmt: skip
+    assert built.to_data()["old-state"] == "Stopped"

@@ -60,8 +60,11 @@ def _validate(model: type[M], event: CloudEvent) -> M:
             field="dataschema",
         )
     # A newer version only adds fields (the compatibility rule), which extra="allow" keeps.
+    # Keys are read by their wire names only, as the schema in schemas/ states them: that
+    # Python code may build a model by attribute name (event_time=…) must not make
+    # ``{"event_time": …}`` on the bus valid here and invalid for everyone else.
     try:
-        return model.model_validate(event.data)
+        return model.model_validate(event.data, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise _error(model, event, exc) from None
 
