@@ -182,7 +182,7 @@ async def test_supervisor_restarts_crashed_children_and_stops_them_all(
     monkeypatch.delenv("CSFABRIC_NATS_URL", raising=False)
     monkeypatch.setenv("PYTHONPATH", _pythonpath())
     monkeypatch.setattr(dev_module, "BACKOFF_FIRST", 0.1)
-    caplog.set_level(logging.INFO, logger="csfabric.devstack._supervisor")
+    caplog.set_level(logging.INFO, logger="csfabric.dev")
     marker = tmp_path / "stubborn.ready"
     stubborn = (
         "import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "

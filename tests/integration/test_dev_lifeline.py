@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from csfabric.devstack import SimulatorServer, port_free, require_port
 from csfabric.devstack._lifeline import GRACE
+from csfabric.devstack._natsserver import NatsServerProcess
 from csfabric.kernel import ConfigError
 from csfabric.kernel.service import ServiceContext
 
@@ -168,6 +169,37 @@ async def test_sighup_stops_dev_as_cleanly_as_ctrl_c(
     assert '"message": "ingest stopping"' in log  # stopped by dev, in order
     assert "ignored SIGTERM" not in log
     assert "Traceback" not in log
+
+
+async def idle_setup(ctx: ServiceContext) -> None:
+    """A service with nothing to do, started by hand."""
+
+
+async def test_sighup_stops_a_service_run_by_hand_as_cleanly_as_ctrl_c(
+    nats_server: NatsServerProcess, tmp_path: Path
+) -> None:
+    """``csfabric run`` in a terminal that is closed: the same clean stop as Ctrl-C
+    (heartbeat withdrawn, exit 0), not the default death of SIGHUP."""
+    launch = LAUNCH_HANG.replace("hang_setup", "idle_setup").replace("'hang'", "'idle'")
+    env = {**_env(tmp_path / "state"), "CSFABRIC_NATS_URL": nats_server.url,
+           "CSFABRIC_OPS_PORT": str(free_port()), "CSFABRIC_LOG_FORMAT": "json"}  # fmt: skip
+    log_path = tmp_path / "run.log"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", launch, "run", "idle", env=env, cwd=REPO,
+        stdin=asyncio.subprocess.DEVNULL, stderr=log_path.open("wb"),
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(60):  # set up, its signal handlers installed
+            while '"message": "idle started"' not in log_path.read_text():
+                assert proc.returncode is None, log_path.read_text()
+                await asyncio.sleep(0.1)
+        proc.send_signal(signal.SIGHUP)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0, log_path.read_text()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert '"message": "idle stopping"' in log_path.read_text()
 
 
 async def test_a_tied_simulator_ends_when_its_parent_is_killed(tmp_path: Path) -> None:

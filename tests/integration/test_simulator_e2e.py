@@ -299,7 +299,7 @@ async def test_failed_webhook_logs_once_per_event(
         entity="VirtualMachine", entity_uuid=str(uuid.uuid4()), when=datetime.now(UTC), tz=UTC,
     )  # fmt: skip
     try:
-        with caplog.at_level(logging.WARNING, logger="csfabric.cloudstack.simulator._feeds"):
+        with caplog.at_level(logging.WARNING, logger="csfabric.cloudstack.simulator.feeds"):
             await sink.emit(event)
         warnings = [r for r in caplog.records if r.name.endswith("feeds")]
         assert len(hook.requests) == 3

@@ -6,10 +6,12 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from csfabric.cli._eventline import describe
-from csfabric.cli.events import check_pattern, intersect, plan_tail, render
+from csfabric.cli._eventline import describe, json_line
+from csfabric.cli.events import _start, check_pattern, intersect, plan_tail, render
+from csfabric.kernel import parse_duration
 from hypothesis import given
 from hypothesis import strategies as st
+from nats.js.api import DeliverPolicy
 
 
 def _event(type_: str, data: object, **extra: object) -> bytes:
@@ -167,3 +169,44 @@ def test_the_default_pattern_tails_the_backbone_not_replays_or_policy_history() 
 def test_bad_patterns_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="bad subject pattern"):
         check_pattern(bad)
+
+
+def test_a_hostile_subject_cannot_drive_the_terminal() -> None:
+    """NATS takes any byte but whitespace in a subject (ESC and U+009B included), and the
+    tail shows the subject whenever it is not the one the type implies."""
+    line = describe("csfabric.cloudstack.\x1b[2J.\x9b31m", _event("cloudstack.action.X", {}))
+    shown = render(line) + json_line(line)
+    assert "\x1b" not in shown
+    assert "\x9b" not in shown
+    assert "\\x1b[2J" in render(line)
+
+
+def test_json_lines_carry_no_secret_of_the_event() -> None:
+    """``--json`` prints the event itself: it is redacted as a logged structure is
+    (credentials masked by key name and inside text), not only the summary."""
+    data = {
+        "event": "USER.LOGIN",
+        "native": {"password": "hunter2", "description": "reset, apikey=XYZ"},
+        "note": "\x9b31m",
+    }
+    letter_headers = {"Csfabric-Dlq-Service": "ingest", "Csfabric-Dlq-Reason": "token=XYZ"}
+    for line in (
+        describe("csfabric.cloudstack.action.USER.LOGIN", _event("cloudstack.action.U", data)),
+        describe("csfabric.audit.x", json.dumps({"service": "s", "secretkey": "hunter2"}).encode()),
+        describe("csfabric.other", json.dumps({"api_key": "hunter2"}).encode()),
+        describe("csfabric.dlq.x", json.dumps(data).encode(), letter_headers),
+    ):
+        text = json_line(line)
+        assert "hunter2" not in text
+        assert "XYZ" not in text
+        assert "\x9b" not in text
+        assert json.loads(text)["subject"] == line.subject
+
+
+def test_a_since_further_back_than_datetime_goes_means_everything_stored() -> None:
+    """``--since 1000000d`` passes the duration parser; it must not end in an OverflowError
+    traceback once connected."""
+    assert _start(parse_duration("1000000d")).deliver_policy == DeliverPolicy.ALL
+    recent = _start(parse_duration("10m"))
+    assert recent.deliver_policy == DeliverPolicy.BY_START_TIME
+    assert recent.opt_start_time is not None

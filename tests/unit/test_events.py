@@ -23,6 +23,7 @@ from csfabric.events import (
     EnvironmentExtended,
     MaintenanceScheduled,
     PayloadError,
+    StateEventData,
     TypedEvent,
     dataschema,
     parse_as,
@@ -312,3 +313,44 @@ def test_a_later_version_or_a_foreign_dataschema_is_read_with_the_model_there_is
         typed_data = payload(event)
         assert isinstance(typed_data, ActionEventData)
         assert typed_data.model_extra == {"addedInV2": "x"}
+
+
+def test_a_misfit_under_a_credential_name_is_named_but_its_value_never_quoted() -> None:
+    """The reason goes to the dead letter and its log line: ``labels.api_token`` may be named,
+    but the value under it is a credential whatever its type."""
+    data = {"name": "dev-1", "labels": {"api_token": 98765, "password": ["hunter2"], "n": 5}}
+    event = make_event(type="environment.created", source="t", id="1", data=data)
+    with pytest.raises(PayloadError) as caught:
+        payload(event)
+    reason = str(caught.value)
+    assert "labels.api_token" in reason
+    assert "labels.password" in reason
+    assert "98765" not in reason
+    assert "hunter2" not in reason
+    assert "(got 5)" in reason  # other values still help the reader
+
+
+def test_data_on_the_bus_is_read_by_its_wire_names_only() -> None:
+    """The schema in schemas/ requires ``eventDateTime`` and ``old-state``; the model must
+    not accept the Python attribute names in their place (readers in other languages
+    validate with the schema), while Python code still builds a model by attribute name."""
+    by_python_name = {
+        "category": "state",
+        "event_time": "2024-01-01T00:00:00+00:00",
+        "id": "u-1",
+        "resource": "VirtualMachine",
+        "old_state": "Stopped",
+        "new_state": "Running",
+        "native": {},
+    }
+    event = make_event(
+        type="cloudstack.state.VirtualMachine.Transition", source="s", id="1", data=by_python_name
+    )
+    with pytest.raises(PayloadError) as caught:
+        payload(event)
+    assert "eventDateTime" in str(caught.value)
+    built = StateEventData(
+        event_time=datetime(2024, 1, 1, tzinfo=UTC), id="u-1", resource="VirtualMachine",
+        old_state="Stopped", new_state="Running", native={},
+    )  # fmt: skip
+    assert built.to_data()["old-state"] == "Stopped"

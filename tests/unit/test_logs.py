@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from csfabric.kernel import redact, register_secret, setup_logging
+from csfabric.kernel import get_logger, redact, register_secret, setup_logging
 from opentelemetry.sdk.trace import TracerProvider
 
 SECRET = "hmac-Secret+/=42"
@@ -106,3 +106,43 @@ def test_registered_secret_is_masked_url_encoded_too() -> None:
     register_secret(SECRET)
     assert redact("x=hmac-Secret%2B%2F%3D42") == "x=***"
     assert redact(f"plain {SECRET}.") == "plain ***."
+
+
+def test_a_logger_is_named_by_the_module_s_public_name() -> None:
+    assert get_logger("csfabric.kernel.bus._consumer").name == "csfabric.kernel.bus.consumer"
+    assert get_logger("csfabric.kernel._leases").name == "csfabric.kernel.leases"
+    assert get_logger("csfabric.ingest.feeds.webhook").name == "csfabric.ingest.feeds.webhook"
+
+
+# Modules the speed and test-double work still has open; each moves to get_logger(__name__)
+# when that work lands (then its name leaves this set).
+PRIVATE_NAMES_PENDING = {
+    "csfabric.kernel.bus._connection",
+    "csfabric.kernel.bus._consumer",
+    "csfabric.kernel.bus._keepalive",
+    "csfabric.kernel.bus._streamwatch",
+    "csfabric.kernel.kafka._group",
+    "csfabric.kernel.kafka._inbound",
+    "csfabric.kernel.kafka._outbound",
+}
+
+
+def test_no_log_line_names_a_private_module() -> None:
+    """The ``logger`` of a log line is read and filtered on by people: it must not show
+    ``_private`` segments, which change whenever a module moves behind a door (the
+    restructure turned ``csfabric.dev`` into ``csfabric.devstack._supervisor``)."""
+    import importlib
+    import pkgutil
+
+    import csfabric
+
+    for module in pkgutil.walk_packages(csfabric.__path__, "csfabric."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    private = {
+        name
+        for name in logging.Logger.manager.loggerDict
+        if name.startswith("csfabric.") and any(p.startswith("_") for p in name.split("."))
+    }
+    assert private <= PRIVATE_NAMES_PENDING, sorted(private - PRIVATE_NAMES_PENDING)
+    assert "csfabric.dev" in logging.Logger.manager.loggerDict

@@ -132,3 +132,21 @@ def test_received_control_characters_cannot_drive_the_terminal() -> None:
     assert "\x9b" not in line
     # Only the formatter's own colour codes remain as real escapes.
     assert line.replace("\x1b[0m", "").count("\x1b[") == 4
+
+
+def test_a_received_line_break_cannot_forge_a_text_line() -> None:
+    """JSON escapes a newline; text keeps a message's lines (a log tail reads better so),
+    but every line after the first is indented, so text received from outside cannot
+    print a line that looks like one of ours."""
+    stream = io.StringIO()
+    setup_logging("svc", stream=stream, log_format="text")
+    log = logging.getLogger("csfabric.test")
+    forged = "12:00:00.000 INFO    svc        all is well"
+    log.warning("bad body %s", f"x\n{forged}")
+    try:
+        raise ValueError(f"bad\n{forged}")
+    except ValueError:
+        log.exception("failed")
+    lines = stream.getvalue().splitlines()
+    assert sum(1 for line in lines if line[:1].isdigit()) == 2, lines
+    assert any(line.endswith("all is well") for line in lines)

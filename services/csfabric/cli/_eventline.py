@@ -6,6 +6,9 @@ admin``), an audit record, a dead letter, and anything else as its payload cut t
 line.  Every piece shown is redacted and cut (:func:`csfabric.kernel.clip`) and has its
 control characters escaped, so a hostile event can neither leak a secret nor drive the
 terminal; a payload that breaks a rule here is shown raw rather than crash the tail.
+With ``--json`` the event itself is printed, redacted as an ``extra=`` log field is
+(:func:`csfabric.kernel.redact_value`: credentials masked by key name, text redacted and
+cut), with C1 control characters escaped as ``json.dumps`` leaves them raw.
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from csfabric.kernel import clip
+from csfabric.kernel import clip, redact_value
 from csfabric.kernel.bus import DeadLetter
 
-__all__ = ["EventLine", "describe"]
+__all__ = ["EventLine", "describe", "json_line"]
 
 SUMMARY_LIMIT = 200
 RAW_LIMIT = 160
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_C1 = re.compile("[\x7f-\x9f]")  # what json.dumps(ensure_ascii=False) leaves unescaped
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
@@ -70,12 +74,19 @@ def describe(
     stored: datetime | None = None,
 ) -> EventLine:
     """The line for one message; never raises."""
+    subject = one_line(subject, 400)  # NATS takes ESC and friends in a subject
     where = {"stream": stream, "seq": seq}
     try:
         line = _describe(subject, payload, headers or {}, stored)
     except Exception:  # a summary must never end the tail: show the payload as it is
         line = EventLine(subject, "message", _raw(payload), stored, raw=_raw(payload))
-    return EventLine(**{**line.__dict__, **where})
+    return EventLine(**{**line.__dict__, **where, "event": redact_value(line.event)})
+
+
+def json_line(line: EventLine) -> str:
+    """The ``--json`` line of ``line``: one object, nothing that can drive a terminal."""
+    text = json.dumps(line.to_json(), ensure_ascii=False)
+    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _describe(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -29,15 +28,15 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from csfabric.cli._common import JsonFlag
-from csfabric.cli._eventline import EventLine, describe
+from csfabric.cli._common import NATS_FIX, JsonFlag
+from csfabric.cli._eventline import EventLine, describe, json_line
 from csfabric.devstack import connect_once, mask_url
 from csfabric.kernel import CsfabricError, FabricSettings, parse_duration, redact, wants_colour
 from csfabric.kernel.bus import STREAMS
 
 __all__ = ["events_app", "plan_tail", "tail_events"]
 
-NATS_FIX = "start `csfabric dev`, or set CSFABRIC_NATS_URL"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Tailed whenever the pattern reaches them; the others only when it lies inside them.
 BACKBONE = ("CSFABRIC_EVENTS", "CSFABRIC_ALERTS", "CSFABRIC_AUDIT", "CSFABRIC_CONTROL",
             "CSFABRIC_DLQ")  # fmt: skip
@@ -145,8 +144,10 @@ def _start(since: timedelta | None) -> ConsumerConfig:
     # A new config per subscription: the client fills in its filter and inbox.
     if since is None:
         return ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
-    start = datetime.now(UTC) - since
-    return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
+    now = datetime.now(UTC)
+    if since >= now - EPOCH:  # further back than anything stored (and than datetime goes)
+        return ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=now - since)
 
 
 async def _subscribe(
@@ -180,8 +181,7 @@ async def _print_until_stopped(
             continue
         line = _line(msg)
         try:
-            print(json.dumps(line.to_json(), ensure_ascii=False) if as_json
-                  else render(line, colour), file=out, flush=True)  # fmt: skip
+            print(json_line(line) if as_json else render(line, colour), file=out, flush=True)
         except BrokenPipeError:  # `| head`: the reader has gone, which is a normal end
             return 0
     return 0

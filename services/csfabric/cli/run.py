@@ -40,7 +40,7 @@ def run(
     ] = None,
     log_format: LogFormatOption = None,
 ) -> None:
-    """Run one service in the foreground until SIGTERM or Ctrl-C."""
+    """Run one service in the foreground until SIGTERM, Ctrl-C or the terminal closes."""
     services = available()
     if service not in services:
         names = ", ".join(services) or (

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from csfabric.kernel import SIMULATOR_KEYS_FILE as KEYS_FILE
 from csfabric.kernel import (
     ConfigError,
     CsfabricError,
@@ -45,7 +46,6 @@ log = logging.getLogger("csfabric.simulator")
 
 DEFAULT_PORT = 18080
 READY_PREFIX = "csfabric simulator ready: "
-KEYS_FILE = "simulator-keys.json"  # written by the Simulator itself at start
 WORLDS = ("demo", "minimal")
 
 simulator_app = typer.Typer(

@@ -21,7 +21,6 @@ or signatures, and both keys are registered with the log redactor.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Mapping
@@ -48,10 +47,18 @@ from csfabric.cloudstack.errors import (
     CloudStackOutcomeUnknown,
     CloudStackTransientError,
 )
-from csfabric.kernel import Clock, ConfigError, Metrics, get_tracer, parse_clock, register_secret
+from csfabric.kernel import (
+    Clock,
+    ConfigError,
+    Metrics,
+    get_logger,
+    get_tracer,
+    parse_clock,
+    register_secret,
+)
 from csfabric.kernel.bus import backoff
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class SignedCalls:

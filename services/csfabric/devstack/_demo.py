@@ -15,7 +15,7 @@ from csfabric.kernel import Clock, CsfabricError, current_operator
 from csfabric.kernel.bus import Bus
 from csfabric.kernel.policy import PolicyDocument, PolicyLoadError, PolicyStore, load_policies
 
-log = logging.getLogger("csfabric.devstack._supervisor")
+log = logging.getLogger("csfabric.dev")  # the command's name, as in its log lines
 
 # Next to services/ in a source checkout; an installed wheel has none, and runs without.
 DEMO_POLICIES = Path(__file__).resolve().parents[3] / "policies" / "demo"

@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -59,7 +60,7 @@ _PRCTL = _find_prctl()
 def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
     """A ``preexec_fn``: the child gets ``signum`` when this process ends (None: no prctl).
 
-    Only async-signal-safe work happens in the child: one foreign call and two syscalls.
+    Only async-signal-safe work happens in the child: one foreign call and a few syscalls.
     """
     prctl = _PRCTL
     if prctl is None:
@@ -69,7 +70,11 @@ def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
     def arm() -> None:
         prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
         if os.getppid() != parent:  # we were orphaned before the signal was armed
+            # Until exec the child keeps the parent's handlers, and the supervisor handles
+            # SIGTERM: sent as it is, the signal would be swallowed and the orphan exec.
+            signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
+            os._exit(128 + signum)  # not reached unless signum cannot end a process
 
     return arm
 
@@ -108,6 +113,12 @@ def watch_lifeline(grace: float = GRACE) -> bool:
     if not raw or not raw.isdigit():
         return False
     fd = int(raw)
+    try:
+        is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        is_pipe = False
+    if not is_pipe:  # a stale variable (copied into a shell, say): reading it says nothing
+        return False
 
     def watch() -> None:
         with contextlib.suppress(OSError):

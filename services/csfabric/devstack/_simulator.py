@@ -25,11 +25,11 @@ from pathlib import Path
 from csfabric.devstack._extras import Extras, port_free, require_port
 from csfabric.devstack._natsserver import HOST
 from csfabric.devstack._servers import LocalServer
+from csfabric.kernel import SIMULATOR_KEYS_FILE as KEYS_FILE
 from csfabric.kernel import ConfigError
 
 DEFAULT_SIMULATOR_PORT = 18080
 DEFAULT_INGEST_WEBHOOK_URL = f"http://{HOST}:18091/webhook"
-KEYS_FILE = "simulator-keys.json"  # written by the simulator itself
 FABRIC_USER = "csfabric"  # the admin account's API user whose events mark fabric actions
 
 

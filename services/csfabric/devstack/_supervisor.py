@@ -44,7 +44,7 @@ from csfabric.devstack._statefile import (
 from csfabric.devstack.errors import MissingDependencyError
 from csfabric.kernel import DEV_FILE, parse_clock, redact, scaled_spec, setup_logging
 
-log = logging.getLogger("csfabric.devstack._supervisor")
+log = logging.getLogger("csfabric.dev")  # the command's name, as in its log lines
 
 DEFAULT_NATS_PORT = 14222
 DEFAULT_METRICS_PORT = 19100

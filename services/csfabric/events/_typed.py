@@ -19,7 +19,7 @@ from csfabric.events._base import Payload, parse_dataschema
 from csfabric.events._cloudstack import FAMILIES
 from csfabric.events._lifecycle import LIFECYCLE
 from csfabric.events.errors import PayloadError
-from csfabric.kernel import CloudEvent, clip, quote
+from csfabric.kernel import MASK, CloudEvent, clip, is_sensitive_key, quote
 from csfabric.kernel.bus import Delivery
 
 M = TypeVar("M", bound=Payload)
@@ -60,8 +60,11 @@ def _validate(model: type[M], event: CloudEvent) -> M:
             field="dataschema",
         )
     # A newer version only adds fields (the compatibility rule), which extra="allow" keeps.
+    # Keys are read by their wire names only, as the schema in schemas/ states them: that
+    # Python code may build a model by attribute name (event_time=…) must not make
+    # ``{"event_time": …}`` on the bus valid here and invalid for everyone else.
     try:
-        return model.model_validate(event.data)
+        return model.model_validate(event.data, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise _error(model, event, exc) from None
 
@@ -74,7 +77,10 @@ def _error(model: type[Payload], event: CloudEvent, exc: ValidationError) -> Pay
         msg = error["msg"].removeprefix("Value error, ")
         # The whole payload as "got" would only repeat the event; a field's value helps.
         shown = error["type"] != "missing" and where
-        got = f" (got {_short(error.get('input'))})" if shown else ""
+        # A misfit under a credential's name (labels.api_token, native.password) is still
+        # a credential: name the field, never its value.
+        secret = any(isinstance(p, str) and is_sensitive_key(p) for p in error["loc"])
+        got = f" (got {MASK if secret else _short(error.get('input'))})" if shown else ""
         parts.append(f"{where or 'data'}: {msg}{got}")
     more = f"; and {len(errors) - _MAX_ERRORS} more" if len(errors) > _MAX_ERRORS else ""
     first = ".".join(str(p) for p in errors[0]["loc"]) if errors else None

@@ -10,7 +10,6 @@ only when used).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +18,11 @@ from csfabric.ingest.feeds.poller import LEASE_NAME, STATE_BUCKET, Poller
 from csfabric.ingest.feeds.webhook import WebhookReceiver
 from csfabric.ingest.handlers import SEEN_BUCKET, Pipeline, SeenSet
 from csfabric.ingest.settings import IngestSettings
-from csfabric.kernel import LEASE_BUCKET, Lease
+from csfabric.kernel import LEASE_BUCKET, Lease, get_logger
 from csfabric.kernel.bus import StreamWatch
 from csfabric.kernel.service import ServiceContext
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # The seen-set outlives the poll horizon by this much (real seconds), so a row at the edge
 # of a window is still known when the window reads it.

@@ -43,9 +43,13 @@ from csfabric.kernel._idempotency import ActionLedger, ActionResult, action_key,
 from csfabric.kernel._leases import BUCKET as LEASE_BUCKET
 from csfabric.kernel._leases import Lease
 from csfabric.kernel._logs import (
+    MASK,
     clip,
+    get_logger,
+    is_sensitive_key,
     quote,
     redact,
+    redact_value,
     register_secret,
     resolve_log_format,
     setup_logging,
@@ -55,6 +59,7 @@ from csfabric.kernel._operator import current_operator
 from csfabric.kernel._ops import HANDLER_BUCKETS, Metrics
 from csfabric.kernel._settings import (
     DEV_FILE,
+    SIMULATOR_KEYS_FILE,
     CsfabricSettings,
     FabricSettings,
     StreamLimits,
@@ -81,6 +86,8 @@ __all__ = [
     "HEARTBEAT_BUCKET",
     "LEASE_BUCKET",
     "LEDGER_BUCKET",
+    "MASK",
+    "SIMULATOR_KEYS_FILE",
     "ActionLedger",
     "ActionRefused",
     "ActionResult",
@@ -111,7 +118,9 @@ __all__ = [
     "default_instance",
     "default_state_dir",
     "format_duration",
+    "get_logger",
     "get_tracer",
+    "is_sensitive_key",
     "make_event",
     "open_ledger",
     "parse_clock",
@@ -120,6 +129,7 @@ __all__ = [
     "quote",
     "read_dev_file",
     "redact",
+    "redact_value",
     "register_secret",
     "resolve_log_format",
     "scaled_spec",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import re
 import socket
@@ -21,9 +20,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 from nats.js.kv import KeyValue
 
+from csfabric.kernel._logs import get_logger
 from csfabric.kernel.bus import Bus
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 BUCKET = "csfabric_status"
 TTL = 30.0

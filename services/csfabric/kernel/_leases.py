@@ -48,7 +48,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -60,9 +59,10 @@ from nats.js.kv import KeyValue
 
 from csfabric.kernel._clock import Clock, RealClock
 from csfabric.kernel._lease_term import Term
+from csfabric.kernel._logs import get_logger
 from csfabric.kernel.errors import LeaseLost
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 BUCKET = "csfabric_leases"
 

@@ -9,7 +9,6 @@ write to make is :class:`~csfabric.kernel._idempotency.ActionLedger`.
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime
 from typing import Any, Literal
 
@@ -17,7 +16,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from csfabric.kernel._clock import Clock
-from csfabric.kernel._logs import redact
+from csfabric.kernel._logs import get_logger, redact
 from csfabric.kernel.bus import retry_broker
 from csfabric.kernel.errors import TransientError
 
@@ -25,7 +24,7 @@ REASON_CHARS = 200
 
 State = Literal["intent", "done", "refused", "failed", "unknown"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class LedgerEntries:

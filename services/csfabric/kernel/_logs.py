@@ -64,8 +64,11 @@ __all__ = [
     "Redactor",
     "TextFormatter",
     "clip",
+    "get_logger",
+    "is_sensitive_key",
     "quote",
     "redact",
+    "redact_value",
     "register_secret",
     "resolve_log_format",
     "setup_logging",
@@ -164,7 +167,9 @@ _LEVELS = {
 
 
 def _visible(text: str) -> str:
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Controls escaped, and every line after the first indented: received text may hold
+    a line break, and must not print a line that starts like one of ours."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text).replace("\n", "\n    ")
 
 
 def _value(value: Any) -> str:
@@ -202,6 +207,17 @@ class TextFormatter(logging.Formatter):
             if block:
                 line += "\n" + self._paint("31", _visible(block))
         return line
+
+
+def get_logger(module: str) -> logging.Logger:
+    """``logging.getLogger(__name__)`` under the module's public name, for log lines to show.
+
+    A logger name is read by people and matched by their filters (the ``logger`` key of a
+    JSON line): it must not change when a module goes behind a door, nor show a
+    ``_private`` segment.  So each segment loses its leading underscores:
+    ``csfabric.kernel.bus._consumer`` logs as ``csfabric.kernel.bus.consumer``.
+    """
+    return logging.getLogger(".".join(part.lstrip("_") or part for part in module.split(".")))
 
 
 def _is_terminal(stream: TextIO) -> bool:

@@ -25,6 +25,8 @@ from pydantic_settings import (
 from csfabric.kernel._durations import Duration
 
 DEV_FILE = "dev.json"
+# In the state dir too: the simulator writes its API keys there at start, for `cs` and dev.
+SIMULATOR_KEYS_FILE = "simulator-keys.json"
 
 
 def default_state_dir() -> Path:
@@ -130,6 +132,7 @@ class FabricSettings(CsfabricSettings):
 
 __all__ = [
     "DEV_FILE",
+    "SIMULATOR_KEYS_FILE",
     "CsfabricSettings",
     "FabricSettings",
     "StreamLimits",

@@ -7,13 +7,12 @@ import sys
 
 from rich.console import Console
 
+from csfabric.cli._common import NATS_FIX
 from csfabric.cli.status._collect import collect_status
 from csfabric.cli.status._render import render
 from csfabric.devstack import connect_once, mask_url
 from csfabric.kernel import CsfabricError, FabricSettings, parse_clock, redact
 from csfabric.kernel.bus import Bus
-
-NATS_FIX = "start `csfabric dev`, or set CSFABRIC_NATS_URL"
 
 
 async def run_status(as_json: bool, settings: FabricSettings | None = None) -> int:

@@ -28,9 +28,10 @@ from csfabric.cloudstack.simulator._feeds import (
     RabbitSink,
     WebhookSink,
 )
-from csfabric.cloudstack.simulator._server import KEYS_FILE, Simulator
+from csfabric.cloudstack.simulator._server import Simulator
 from csfabric.cloudstack.simulator._signing import canonical, signature
 from csfabric.cloudstack.simulator._world import World
+from csfabric.kernel import SIMULATOR_KEYS_FILE as KEYS_FILE
 
 __all__ = [
     "KEYS_FILE",

@@ -21,7 +21,11 @@ log = logging.getLogger("csfabric.simulator.events")
 
 
 class EventSink(Protocol):
+    """Where the simulator's events go (a feed, the event log); the one protocol of both."""
+
     async def emit(self, event: NativeEvent) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class Emitter:

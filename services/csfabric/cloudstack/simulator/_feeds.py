@@ -16,34 +16,28 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import logging
 import uuid
 from bisect import insort
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 import aio_pika
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
 from csfabric.cloudstack._native import NativeEvent
+from csfabric.cloudstack.simulator._emit import EventSink
+from csfabric.kernel import get_logger
 
 __all__ = ["EventLog", "EventSink", "Fanout", "KafkaSink", "RabbitSink", "WebhookDelivery"]
 __all__ += ["TEST_PAYLOAD", "WebhookSink", "send_test_delivery", "webhook_signature"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # WebhookServiceImpl.getManualDeliveryJob's default payload, spaces included.
 TEST_PAYLOAD = b'{ "CloudStack": "works!" }'
 TEST_EVENT_TYPE = "TEST.WEBHOOK"
-
-
-class EventSink(Protocol):
-    async def emit(self, event: NativeEvent) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 class EventLog:

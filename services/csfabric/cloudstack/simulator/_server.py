@@ -35,6 +35,7 @@ from csfabric.cloudstack.simulator._registry import COMMANDS
 from csfabric.cloudstack.simulator._signing import verify_request
 from csfabric.cloudstack.simulator._state import Account, User
 from csfabric.cloudstack.simulator._world import World
+from csfabric.kernel import SIMULATOR_KEYS_FILE as KEYS_FILE
 from csfabric.kernel import Clock, RealClock
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("csfabric.simulator")
 JSON_TYPE = "application/json; charset=UTF-8"
-KEYS_FILE = "simulator-keys.json"
 
 
 class Simulator:

@@ -16,7 +16,6 @@ poller that stalled past its term stops writing at once (:class:`LeaseLost` ends
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,10 +33,10 @@ from csfabric.ingest.logic import (
     rows_to_process,
 )
 from csfabric.ingest.settings import IngestSettings
-from csfabric.kernel import Lease, LeaseLost
+from csfabric.kernel import Lease, LeaseLost, get_logger
 from csfabric.kernel.service import ServiceContext
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 STATE_BUCKET = "csfabric_ingest"
 WATERMARK_KEY = "poll.watermark"

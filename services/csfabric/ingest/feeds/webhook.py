@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import Any
 
 from aiohttp import web
@@ -40,11 +39,11 @@ from csfabric.ingest.logic import (
     usable_header,
 )
 from csfabric.ingest.settings import IngestSettings
-from csfabric.kernel import ConfigError, default_instance, register_secret
+from csfabric.kernel import ConfigError, default_instance, get_logger, register_secret
 from csfabric.kernel.bus import StreamFullError
 from csfabric.kernel.service import ServiceContext
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # Only what the parser and the audit trail use travels on; the signature stays here.
 _KEPT_HEADERS = (EVENT_ID_HEADER, "X-CS-Event", "User-Agent")

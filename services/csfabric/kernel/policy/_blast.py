@@ -17,7 +17,6 @@ stand-in for unit tests.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
@@ -26,6 +25,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from csfabric.kernel._logs import get_logger
 from csfabric.kernel.bus import Bus
 from csfabric.kernel.policy.errors import BlastStateUnavailable
 
@@ -37,7 +37,7 @@ __all__ = [
     "MemoryBlastWindows",
 ]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 BLAST_BUCKET = "csfabric_blast"
 # A key is rewritten at every admitted action and holds only times inside its window, so

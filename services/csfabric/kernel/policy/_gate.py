@@ -8,7 +8,6 @@ a policy that has one) with a :class:`GateDecision`; all of its branching is the
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,13 +16,14 @@ from typing import Literal
 from csfabric.kernel._audit import Outcome
 from csfabric.kernel._clock import Clock
 from csfabric.kernel._durations import format_duration
+from csfabric.kernel._logs import get_logger
 from csfabric.kernel.policy._blast import BlastWindows, KvBlastWindows
 from csfabric.kernel.policy._model import PolicyBase
 from csfabric.kernel.policy._read import GlobalPause
 from csfabric.kernel.policy._watch import PolicyWatcher
 from csfabric.kernel.policy.errors import BlastStateUnavailable
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 GateOutcome = Literal["act", "dry-run", "paused", "protected", "blast-radius", "unknown-policy"]
 

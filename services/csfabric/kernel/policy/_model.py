@@ -9,7 +9,6 @@ because a typo in a policy that silently falls back to a default is an outage wa
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -30,10 +29,11 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from csfabric.kernel._durations import Duration
+from csfabric.kernel._logs import get_logger
 from csfabric.kernel.errors import ConfigError
 from csfabric.kernel.policy._scope import PROTECT_TAG, ResourceRef, Scope, is_true, matches_nothing
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 API_VERSION = "csfabric/v1"
 POLICY_KINDS_GROUP = "csfabric.policy_kinds"

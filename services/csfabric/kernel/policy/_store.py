@@ -14,7 +14,6 @@ the KV ever shows a half-applied directory.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -23,6 +22,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from csfabric.kernel._audit import Auditor
 from csfabric.kernel._control import new_command_id, publish_control
+from csfabric.kernel._logs import get_logger
 from csfabric.kernel.bus import Bus
 from csfabric.kernel.errors import ConfigError
 from csfabric.kernel.policy._model import PolicyDocument
@@ -40,7 +40,7 @@ from csfabric.kernel.policy._read import (
 from csfabric.kernel.policy._watch import PolicyWatcher
 from csfabric.kernel.policy.errors import PolicyConflictError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 POLICY_SERVICE = "policy"
 

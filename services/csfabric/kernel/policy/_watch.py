@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from pydantic import ValidationError
 
+from csfabric.kernel._logs import get_logger
 from csfabric.kernel.bus import Bus
 from csfabric.kernel.errors import ConfigError
 from csfabric.kernel.policy._read import GLOBAL_PAUSE_KEY, POLICY_BUCKET, GlobalPause, StoredPolicy
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ChangeCallback = Callable[[str, StoredPolicy | GlobalPause | None], object]
 

@@ -2,7 +2,7 @@
 
 A service's ``setup(ctx)`` starts its consumers and background work, registers how to stop
 them (:meth:`ServiceContext.on_stop`, :meth:`ServiceContext.spawn`) and returns.
-:func:`run_service` then waits for SIGTERM or SIGINT and stops everything in reverse
+:func:`run_service` then waits for SIGTERM, SIGINT or SIGHUP and stops everything in reverse
 order, so in-flight messages are acked or naked before the NATS connection drains.
 A background task that dies ends the process with an error: a supervisor (``csfabric
 dev``, systemd, Kubernetes) restarts it, which is better than a half-alive service.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from pydantic import Field
 from csfabric.kernel._audit import Auditor
 from csfabric.kernel._clock import Clock, parse_clock
 from csfabric.kernel._heartbeat import Heartbeat
-from csfabric.kernel._logs import register_secret, setup_logging
+from csfabric.kernel._logs import get_logger, register_secret, setup_logging
 from csfabric.kernel._ops import Metrics, OpsServer, ReadinessResult
 from csfabric.kernel._settings import CsfabricSettings, FabricSettings
 from csfabric.kernel._tracing import setup_tracing
@@ -31,7 +30,9 @@ from csfabric.kernel.bus import Bus, Consumer, ConsumerOptions, Handler
 from csfabric.kernel.policy import ActionGate, PolicyWatcher
 from csfabric.kernel.service._registry import ServiceSetup
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
+# Closing the terminal that runs `csfabric run` (SIGHUP) stops as cleanly as Ctrl-C.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 StopCallback = Callable[[], Awaitable[object]]
 
@@ -109,7 +110,7 @@ async def run_service(
     ops_port: int | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Run one service until SIGTERM/SIGINT (or ``stop`` is set, for tests)."""
+    """Run one service until SIGTERM/SIGINT/SIGHUP (or ``stop`` is set, for tests)."""
     settings = settings or FabricSettings()
     runtime = RuntimeSettings()
     setup_logging(name, settings.log_level)
@@ -150,7 +151,7 @@ async def run_service(
     ops.add_readiness_check("nats", nats_ready)
     await ops.start()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     # A signal must also interrupt connecting (which retries forever) and setup.
     body = asyncio.create_task(serve(ops), name=f"{name}:serve")
@@ -161,7 +162,7 @@ async def run_service(
             body.result()  # only ever ends by raising
         log.info("%s stopping", name)
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
         for task in (body, stopper):
             task.cancel()
