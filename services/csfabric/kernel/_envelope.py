@@ -29,22 +29,6 @@ DEFAULT_MAX_BYTES = 1 << 20
 _TYPE = r"^[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*$"
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
-_CONTEXT_ATTRIBUTES = frozenset(
-    {
-        "specversion",
-        "id",
-        "source",
-        "type",
-        "subject",
-        "time",
-        "datacontenttype",
-        "dataschema",
-        "data",
-        "data_base64",
-        "traceparent",
-        "tracestate",
-    }
-)
 
 
 class CloudEvent(BaseModel):

@@ -28,13 +28,16 @@ from nats.js.errors import (
     TooManyStalledMsgsError,
 )
 from nats.js.kv import KeyValue
-from opentelemetry.trace import SpanKind
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from csfabric.kernel._clock import Clock, RealClock
 from csfabric.kernel._envelope import CloudEvent, subject_for
 from csfabric.kernel._ops import Metrics
 from csfabric.kernel._settings import FabricSettings, StreamLimits
-from csfabric.kernel._tracing import extract_context, get_tracer, inject_headers
+from csfabric.kernel._tracing import extract_context, get_tracer, inject_span
 from csfabric.kernel.bus._streams import ensure_streams
 from csfabric.kernel.errors import PermanentError, TransientError
 
@@ -178,19 +181,44 @@ class Bus:
         """
         carried = dict(headers or {})
         parent = extract_context(carried) if "traceparent" in carried else None
-        with self._tracer.start_as_current_span(
-            f"{subject} publish", context=parent, kind=SpanKind.PRODUCER
-        ):
-            return await self._send(subject, payload, msg_id, inject_headers(carried))
+        span = self._tracer.start_span(f"{subject} publish", parent, SpanKind.PRODUCER)
+        return await self._traced(span, parent, subject, payload, msg_id, carried)
 
     async def publish_event(self, event: CloudEvent, subject: str | None = None) -> PubAck:
         """Publish a CloudEvent with its id as ``Nats-Msg-Id`` and the current trace context."""
         target = subject or subject_for(event)
-        with self._tracer.start_as_current_span(f"{target} publish", kind=SpanKind.PRODUCER):
-            headers = inject_headers({})
-            if event.traceparent is None and "traceparent" in headers:
-                event = event.with_trace(headers["traceparent"], headers.get("tracestate"))
-            return await self._send(target, event.to_json(), event.id, headers)
+        span = self._tracer.start_span(f"{target} publish", kind=SpanKind.PRODUCER)
+        headers = inject_span({}, span)
+        if event.traceparent is None and "traceparent" in headers:
+            event = event.with_trace(headers["traceparent"], headers.get("tracestate"))
+        try:
+            payload = event.to_json()
+        except BaseException:
+            span.end()
+            raise
+        return await self._traced(span, None, target, payload, event.id, headers)
+
+    async def _traced(
+        self,
+        span: Span,
+        parent: Context | None,
+        subject: str,
+        payload: bytes,
+        msg_id: str | None,
+        headers: dict[str, str],
+    ) -> PubAck:
+        """``_send`` with ``span`` current (what ``start_as_current_span`` did, for less)."""
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        try:
+            return await self._send(subject, payload, msg_id, inject_span(headers, span))
+        except Exception as exc:
+            if span.is_recording():
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            otel_context.detach(token)
+            span.end()
 
     async def _send(
         self, subject: str, payload: bytes, msg_id: str | None, headers: dict[str, str]
