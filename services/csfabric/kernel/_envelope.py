@@ -67,7 +67,9 @@ class CloudEvent(BaseModel):
 
     @model_validator(mode="after")
     def _extensions_are_valid(self) -> CloudEvent:
-        for name, value in (self.model_extra or {}).items():
+        if not self.__pydantic_extra__:
+            return self
+        for name, value in self.__pydantic_extra__.items():
             if not _EXTENSION_NAME.match(name):
                 raise ValueError(
                     f"extension attribute {quote(name)} must be 1-20 lowercase letters or digits"

@@ -97,6 +97,27 @@ class FabricSampler(Sampler):
         return f"FabricSampler{{{self._ratio}}}"
 
 
+def records(parent: Context | None) -> bool:
+    """Whether a span started under ``parent`` (None: the current context) could record.
+
+    False when tracing is not set up, or the fabric's rule drops the span: then a caller
+    may skip the span and carry ``parent`` on as it is (its trace id still travels).  A
+    span the rule always keeps (:data:`KEEP`, a CloudStack call) is not asked about.
+    """
+    if _provider is None:  # not set up here: spans only if someone set a provider
+        return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    if _provider.sampler is not _sampler:
+        return True
+    context = trace.get_current_span(parent).get_span_context()
+    if not context.is_valid:
+        return _sampler.ratio > 0
+    if not context.trace_flags.sampled:
+        return False
+    if not context.is_remote:
+        return True
+    return (context.trace_id & (_RATIO_SPACE - 1)) < _sampler._bound
+
+
 def _ratio_from_env() -> float:
     try:
         return float(os.environ.get(SAMPLE_ENV, "1"))
@@ -232,6 +253,7 @@ __all__ = [
     "inject_headers",
     "inject_span",
     "kafka_telemetry_middleware",
+    "records",
     "sample_ratio",
     "set_sample_ratio",
     "setup_tracing",

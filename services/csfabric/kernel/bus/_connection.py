@@ -37,7 +37,7 @@ from csfabric.kernel._clock import Clock, RealClock
 from csfabric.kernel._envelope import CloudEvent, subject_for
 from csfabric.kernel._ops import Metrics
 from csfabric.kernel._settings import FabricSettings, StreamLimits
-from csfabric.kernel._tracing import extract_context, get_tracer, inject_span
+from csfabric.kernel._tracing import extract_context, get_tracer, inject_span, records
 from csfabric.kernel.bus._streams import ensure_streams
 from csfabric.kernel.errors import PermanentError, TransientError
 
@@ -181,21 +181,31 @@ class Bus:
         """
         carried = dict(headers or {})
         parent = extract_context(carried) if "traceparent" in carried else None
+        if not records(parent):  # dropped by the sampling rule: pass the trace on as it is
+            span = trace.get_current_span(parent)
+            return await self._send(subject, payload, msg_id, inject_span(carried, span))
         span = self._tracer.start_span(f"{subject} publish", parent, SpanKind.PRODUCER)
         return await self._traced(span, parent, subject, payload, msg_id, carried)
 
     async def publish_event(self, event: CloudEvent, subject: str | None = None) -> PubAck:
         """Publish a CloudEvent with its id as ``Nats-Msg-Id`` and the current trace context."""
         target = subject or subject_for(event)
-        span = self._tracer.start_span(f"{target} publish", kind=SpanKind.PRODUCER)
+        traced = records(None)
+        if traced:
+            span = self._tracer.start_span(f"{target} publish", kind=SpanKind.PRODUCER)
+        else:  # dropped by the sampling rule: the current trace (if any) goes on as it is
+            span = trace.get_current_span()
         headers = inject_span({}, span)
         if event.traceparent is None and "traceparent" in headers:
             event = event.with_trace(headers["traceparent"], headers.get("tracestate"))
         try:
             payload = event.to_json()
         except BaseException:
-            span.end()
+            if traced:
+                span.end()
             raise
+        if not traced:
+            return await self._send(target, payload, event.id, headers)
         return await self._traced(span, None, target, payload, event.id, headers)
 
     async def _traced(

@@ -27,7 +27,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from csfabric.kernel._envelope import CloudEvent
-from csfabric.kernel._tracing import KEEP, extract_context
+from csfabric.kernel._tracing import KEEP, extract_context, records
 from csfabric.kernel.bus._delivery import Delivery, Handler, Verdict, backoff, verdict
 from csfabric.kernel.bus._settling import Settling
 from csfabric.kernel.errors import EnvelopeError, RetryLater
@@ -79,11 +79,16 @@ class Handling(Settling):
             await self._dead_letter_then_ack(msg, delivery, unsent)
             return None
         parent = self._parent(delivery.headers, event)
+        traced = records(parent)  # False: the sampling rule dropped this trace
         held = 0.0  # fabric seconds this delivery has waited in hand for retries
         while True:
             started, started_ns = time.perf_counter(), time.time_ns()
-            span = self._start_span(msg.subject, event, parent, None)
-            token = otel_context.attach(trace.set_span_in_context(span, parent))
+            if traced:
+                span = self._start_span(msg.subject, event, parent, None)
+                token = otel_context.attach(trace.set_span_in_context(span, parent))
+            else:  # the parent's context, so the trace id still reaches what is published
+                span = trace.get_current_span(parent)
+                token = otel_context.attach(parent)
             try:
                 error = await self._attempt(event, delivery)
                 decision = verdict(error, delivery.deliveries, self.options.max_deliver)
@@ -93,7 +98,10 @@ class Handling(Settling):
                 assert error is not None
                 if not span.is_recording():  # errors are kept whatever the sampling
                     otel_context.detach(token)
+                    if traced:
+                        span.end()
                     span = self._start_span(msg.subject, event, parent, started_ns)
+                    traced = True
                     token = otel_context.attach(trace.set_span_in_context(span, parent))
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
                 wait = self._wait_for(error, held)
@@ -105,7 +113,8 @@ class Handling(Settling):
                     return None
             finally:
                 otel_context.detach(token)
-                span.end()
+                if traced:
+                    span.end()
                 if self.bus.metrics is not None:
                     self.bus.metrics.event_in(msg.subject)
                     self.bus.metrics.observe_handler(msg.subject, time.perf_counter() - started)
