@@ -79,15 +79,18 @@ def _stream_full(exc: ServiceUnavailableError) -> bool:
     return any(text in (exc.description or "") for text in _FULL)
 
 
-async def retry_broker(call: Callable[[], Awaitable[T]], *, what: str, attempts: int = 12) -> T:
+async def retry_broker(
+    call: Callable[[], Awaitable[T]], *, what: str, attempts: int = 12, failed: int = 0
+) -> T:
     """Await ``call()`` again while NATS is briefly away (a restart, a leader election).
 
     Backoff doubles from 0.1 s to 2 s, so the default 12 attempts ride out ~15 s — longer
     than a JetStream leader election — before giving up with a :class:`TransientError`.
     This is transport backoff against a real socket, so it sleeps in wall time.
+    ``failed`` attempts were made already by the caller (and waited for).
     """
-    delay = 0.1
-    for attempt in range(1, attempts + 1):
+    delay = min(0.1 * 2**failed, 2.0)
+    for attempt in range(failed + 1, attempts + 1):
         try:
             return await call()
         except _RETRYABLE as exc:
@@ -253,7 +256,15 @@ class Bus:
                     raise StreamFullError(f"publish {subject}: {exc.description}") from exc
                 raise
 
-        ack: PubAck = await self.retry(send, what=f"publish {subject}")
+        try:  # the first attempt without the retry loop: most publishes need no other
+            ack = await send()
+        except _RETRYABLE as exc:
+            what, attempts = f"publish {subject}", self.publish_attempts
+            if attempts <= 1:
+                raise TransientError(f"{what}: NATS unavailable after 1 attempts") from exc
+            log.debug("%s: attempt 1 failed (%s), retrying", what, type(exc).__name__)
+            await asyncio.sleep(0.1)
+            ack = await retry_broker(send, what=what, attempts=attempts, failed=1)
         if self.metrics is not None:
             self.metrics.event_out(subject)
         return ack
