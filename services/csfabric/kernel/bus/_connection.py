@@ -199,10 +199,11 @@ class Bus:
         else:  # dropped by the sampling rule: the current trace (if any) goes on as it is
             span = trace.get_current_span()
         headers = inject_span({}, span)
+        trace_ctx = None  # the event takes the current trace unless it carries its own
         if event.traceparent is None and "traceparent" in headers:
-            event = event.with_trace(headers["traceparent"], headers.get("tracestate"))
+            trace_ctx = (headers["traceparent"], headers.get("tracestate"))
         try:
-            payload = event.to_json()
+            payload = event.to_json(trace_ctx)
         except BaseException:
             if traced:
                 span.end()
