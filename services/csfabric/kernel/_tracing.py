@@ -91,8 +91,10 @@ class FabricSampler(Sampler):
             keep = parent.trace_flags.sampled
         elif parent.is_valid and not parent.trace_flags.sampled:
             keep = False  # the origin dropped this trace: so does every hop
-        else:
-            keep = (trace_id & (_RATIO_SPACE - 1)) < self._bound
+        else:  # a root, or a parent from a message: the ratio, on the trace's own id
+            keep = ((parent.trace_id if parent.is_valid else trace_id) & (_RATIO_SPACE - 1)) < (
+                self._bound
+            )
         decision = Decision.RECORD_AND_SAMPLE if keep else Decision.DROP
         return SamplingResult(decision, attributes if keep else None, state)
 
