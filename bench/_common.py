@@ -260,16 +260,17 @@ def rss_mb() -> float:
 
 
 class MemoryCurve:
-    """RSS of this process against events handled, sampled every ``interval`` seconds.
+    """RSS and live Python blocks against events handled, sampled every ``interval`` s.
 
     A path whose memory grows with the events it handled leaks (or buffers without
-    bound); flat means the per-event state is released.  ``progress`` is the path's own
-    counter, set by the path once it has one.
+    bound); flat means the per-event state is released.  RSS alone could hide a slow leak
+    in memory the allocator already holds, so ``sys.getallocatedblocks()`` (objects alive)
+    is sampled too.  ``progress`` is the path's own counter, set once it has one.
     """
 
     def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
-        self.points: list[tuple[float, int, float]] = []  # (seconds, handled, RSS MiB)
+        self.points: list[tuple[float, int, float, int]] = []  # (s, handled, RSS MiB, blocks)
         self.progress: Callable[[], int] = lambda: 0
         self._task: asyncio.Task[None] | None = None
 
@@ -279,15 +280,18 @@ class MemoryCurve:
 
     async def _sample(self, began: float) -> None:
         while True:
-            self.points.append((round(time.perf_counter() - began, 2), self.progress(), rss_mb()))
+            now = round(time.perf_counter() - began, 2)
+            self.points.append((now, self.progress(), rss_mb(), sys.getallocatedblocks()))
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> dict[str, Any]:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        self.points.append((self.points[-1][0] if self.points else 0.0, self.progress(), rss_mb()))
+        last = self.points[-1][0] if self.points else 0.0
+        self.points.append((last, self.progress(), rss_mb(), sys.getallocatedblocks()))
         rss = [p[2] for p in self.points]
+        blocks = [p[3] for p in self.points]
         # Growth between the first and last quarter of the run, not start-up allocation.
         quarter = max(1, len(rss) // 4)
         return {
@@ -297,6 +301,9 @@ class MemoryCurve:
             "rss_mb_growth_q1_q4": round(
                 sum(rss[-quarter:]) / quarter - sum(rss[:quarter]) / quarter, 1
             ),
+            "blocks_start": blocks[0],
+            "blocks_max": max(blocks),
+            "blocks_end": blocks[-1],
             # At most ~20 points in the JSON: the shape, not every sample.
             "curve": [
                 [t, n, round(mb, 1)] for t, n, mb in self.points[:: max(1, len(self.points) // 20)]

@@ -12,10 +12,7 @@ held, so a later message of the same resource never overtakes a failing one (a n
 would let it).  "NATS is away" (:class:`TransientError`) is retried for as long as it lasts
 (back-pressure: the queue fills, nothing is dropped); any other error ``max_attempts``
 times in all, then the message is dead-lettered and acked.  It is acked only once handled
-or its dead letter is stored.  Acks go out once per turn of the event loop: a run of
-handled messages at the head of the delivery order is acked with one ``multiple`` ack
-(every earlier delivery is handled too), a handled message behind one still in hand is
-acked on its own.
+or its dead letter is stored; acks go out once per loop turn (:class:`~._acks.InOrderAcks`).
 
 Why aio-pika and not FastStream's RabbitBroker: this feed needs exactly three things —
 the exchange/queue/bindings declared from settings at runtime, manual ack/nack around an
@@ -28,7 +25,6 @@ that plays CloudStack already publishes with aio-pika.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 from typing import Any
@@ -43,6 +39,7 @@ from aio_pika.abc import (
 )
 
 from csfabric.cloudstack import NativeMessage
+from csfabric.ingest.feeds._acks import InOrderAcks
 from csfabric.ingest.handlers import Pipeline
 from csfabric.ingest.settings import IngestSettings
 from csfabric.kernel import TransientError
@@ -87,7 +84,7 @@ class AmqpFeed:
         # resource waits for it, so VM.CREATE Started/Completed reach JetStream in order.
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._inflight: set[asyncio.Task[None]] = set()
-        self._acks = _InOrderAcks(self)
+        self._acks = InOrderAcks(self)
 
     async def start(self) -> None:
         url = self.settings.amqp_url
@@ -213,94 +210,6 @@ async def start_amqp(
     )
     await feed.start()
     return feed
-
-
-class _InOrderAcks:
-    """Acks handled messages once per loop turn, with one ``multiple`` ack where it can."""
-
-    PENDING, HANDLED, ACKED = 0, 1, 2
-
-    def __init__(self, feed: AmqpFeed) -> None:
-        self.feed = feed
-        self._order: collections.deque[list[Any]] = collections.deque()  # [message, state]
-        self._entry: dict[int, list[Any]] = {}
-        self._scheduled = False
-        self._sending: set[asyncio.Task[None]] = set()
-        # Acks go out strictly in the order they were taken: a ``multiple`` ack sent before
-        # an earlier single ack of a tag it covers would make RabbitMQ close the channel.
-        self._last: asyncio.Task[None] | None = None
-
-    def arrived(self, message: AbstractIncomingMessage) -> None:
-        entry = [message, self.PENDING]
-        self._order.append(entry)
-        self._entry[id(message)] = entry
-
-    def handled(self, message: AbstractIncomingMessage) -> None:
-        entry = self._entry.get(id(message))
-        if entry is None:  # not registered (cannot happen): acked alone at the next flush
-            entry = [message, self.PENDING]
-            self._order.append(entry)
-            self._entry[id(message)] = entry
-        entry[1] = self.HANDLED
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _take(self) -> tuple[AbstractIncomingMessage | None, int, list[AbstractIncomingMessage]]:
-        """(the message to ack ``multiple``, how many it settles, those to ack alone)."""
-        order, last, count = self._order, None, 0
-        while order and order[0][1] != self.PENDING:
-            message, state = order.popleft()
-            del self._entry[id(message)]
-            if state == self.HANDLED:
-                last, count = message, count + 1
-        alone = []
-        for entry in order:  # handled behind a message still in hand: not held back
-            if entry[1] == self.HANDLED:
-                entry[1] = self.ACKED
-                alone.append(entry[0])
-        return last, count, alone
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        last, count, alone = self._take()
-        if last is None and not alone:
-            return
-        task = asyncio.create_task(self._send(last, count, alone, self._last))
-        self._last = task
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _send(
-        self,
-        last: AbstractIncomingMessage | None,
-        count: int,
-        alone: list[AbstractIncomingMessage],
-        previous: asyncio.Task[None] | None,
-    ) -> None:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
-        if last is not None:
-            # Every delivery before ``last`` on its channel is handled (and acked) too.
-            await _settle(last.ack(multiple=True))
-            self.feed.acked += count
-        for message in alone:
-            await _settle(message.ack())
-            self.feed.acked += 1
-
-    async def flush_now(self) -> None:
-        self._flush()
-        if self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
-
-
-async def _settle(call: Any) -> None:
-    try:
-        await call
-    except Exception as exc:
-        # The channel this delivery came on is gone (broker restart, stop): RabbitMQ
-        # requeues the message itself, and the duplicate window absorbs the replay.
-        log.info("amqp ack/nack not sent (%r); the broker will redeliver", exc)
 
 
 def _order_key(routing_key: str | None) -> str:
