@@ -148,7 +148,18 @@ def test_exported_schemas_are_deterministic(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "audit-record.schema.json",
         "cloudevent.schema.json",
+        "cloudstack-action.schema.json",
+        "cloudstack-alert.schema.json",
+        "cloudstack-state.schema.json",
+        "cloudstack-usage.schema.json",
         "dead-letter.schema.json",
+        "dr-drill-requested.schema.json",
+        "environment-created.schema.json",
+        "environment-extended.schema.json",
+        "environment-released.schema.json",
+        "maintenance-ended.schema.json",
+        "maintenance-scheduled.schema.json",
+        "maintenance-started.schema.json",
         "policy-base.schema.json",
         "policy-document.schema.json",
     ]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from csfabric.cloudstack import NativeMessage, parse_native
 from csfabric.cloudstack.simulator._feeds import webhook_signature as simulator_signature
+from csfabric.events import ActionEventData, parse_as
 from csfabric.ingest.logic import (
     EVIDENCE_LIMIT,
     OTHER_SOURCE,
@@ -20,11 +23,11 @@ from csfabric.ingest.logic import (
     check_signature,
     dlq_msg_id,
     evidence_text,
-    native_fingerprint,
     next_watermark,
     parse_watermark,
     poll_end,
     poll_start,
+    pushed_fingerprint,
     reject_audit_key,
     row_fingerprint,
     row_time,
@@ -244,11 +247,13 @@ def test_a_row_and_its_native_body_share_a_fingerprint() -> None:
         "eventDateTime": "2024-11-28 09:15:00 +0000",
     }
     when = datetime(2024, 11, 28, 9, 15, tzinfo=UTC)
-    assert row_fingerprint(row) == native_fingerprint(native, when)
-    other_status = native | {"status": "Started"}
-    assert native_fingerprint(other_status, when) != row_fingerprint(row)
-    assert native_fingerprint({"resource": "x", "id": "y"}, when) is None  # not an action
-    assert native_fingerprint(native, None) is None
+    data = parse_native(NativeMessage(json.dumps(native).encode(), "kafka"), source="test")
+    assert data is not None
+    typed = parse_as(ActionEventData, data)
+    assert row_fingerprint(row) == pushed_fingerprint(typed, when)
+    other_status = typed.model_copy(update={"status": "Started"})
+    assert pushed_fingerprint(other_status, when) != row_fingerprint(row)
+    assert pushed_fingerprint(typed, None) is None
     assert row_fingerprint({"type": "VM.CREATE"}) is None
     fp = action_fingerprint("E", "Completed", None, when, "d")
     assert fp.startswith("fp.")

@@ -23,9 +23,9 @@ SchemaDir = Annotated[
 @schemas_app.command("export")
 def schemas_export(out: SchemaDir = Path("schemas"), as_json: JsonFlag = False) -> None:
     """Write one <name>.schema.json per model (and delete schemas no model makes)."""
-    from csfabric.events.schemas import export
+    from csfabric.events import export_schemas
 
-    result = export(out)
+    result = export_schemas(out)
     if as_json:
         typer.echo(json.dumps({"directory": str(out), **result}, indent=2))
         return
@@ -37,9 +37,9 @@ def schemas_export(out: SchemaDir = Path("schemas"), as_json: JsonFlag = False) 
 @schemas_app.command("check")
 def schemas_check(directory: SchemaDir = Path("schemas"), as_json: JsonFlag = False) -> None:
     """Exit 1 when the schemas directory differs from what the models generate."""
-    from csfabric.events.schemas import compare
+    from csfabric.events import compare_schemas
 
-    diff = compare(directory)
+    diff = compare_schemas(directory)
     if as_json:
         typer.echo(json.dumps(diff.as_dict(), indent=2))
     elif diff.ok:

@@ -43,12 +43,15 @@ from csfabric.cloudstack._parse_fields import (
     typed_fields,
     validate,
 )
+from csfabric.events import FAMILIES
 from csfabric.kernel import DEFAULT_MAX_BYTES, CloudEvent, EnvelopeError, make_event, quote
 
 Transport = Literal["amqp", "kafka", "webhook", "poll"]
 EVENT_ID_HEADER = "X-CS-Event-ID"
 EVENT_TYPE_HEADER = "X-CS-Event"
 _LIST_EVENTS_DATE = "%Y-%m-%dT%H:%M:%S%z"  # the API's date format, e.g. 2024-11-28T09:15:00+0100
+# `data` of each family is the events model of that family; dataschema names its schema.
+_DATASCHEMA: dict[str, str] = {family: model.dataschema() for family, model in FAMILIES.items()}
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ def parse_native(
         id=event_identity(family, body),
         subject=subject_of(family, body),
         time=when,
+        dataschema=_DATASCHEMA[family],
         data=data,
         **extensions,
     )
@@ -192,6 +196,7 @@ def parse_list_events_row(row: Mapping[str, Any], *, source: str) -> CloudEvent:
         id=str(uuid.uuid5(IDENTITY_NAMESPACE, f"listEvents\n{row_id}")),
         subject=entity_uuid or None,
         time=when,
+        dataschema=_DATASCHEMA["action"],
         data=data,
         cseventid=row_id or "",
     )

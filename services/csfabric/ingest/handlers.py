@@ -23,7 +23,8 @@ from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequen
 from nats.js.kv import KeyValue
 
 from csfabric.cloudstack import NativeMessage, parse_list_events_row, parse_native
-from csfabric.ingest.logic import Outcome, dlq_msg_id, native_fingerprint, row_fingerprint, seen_key
+from csfabric.events import ActionEventData, parse_as
+from csfabric.ingest.logic import Outcome, dlq_msg_id, pushed_fingerprint, row_fingerprint, seen_key
 from csfabric.ingest.settings import IngestSettings
 from csfabric.kernel import CloudEvent, EnvelopeError, PermanentError, TransientError, clip
 from csfabric.kernel.bus import DeadLetter, dlq_subject, retry_broker
@@ -174,8 +175,8 @@ class Pipeline:
             return "dead-lettered"
         if event is None:
             return "test"  # CloudStack's "does this webhook work?" ping
-        keys = self._pushed_keys(event, msg)
         try:
+            keys = self._pushed_keys(event, msg)
             return await self._publish(event, keys, msg.transport)
         except PermanentError as error:  # e.g. over NATS's max_payload: retrying cannot help
             await self._dead_letter(msg.body, error, _where(msg))
@@ -232,12 +233,12 @@ class Pipeline:
             # A new Kafka group replays the topic past the stream's 2 h duplicate window:
             # every pushed event's id (the same on every feed) is kept for the seen-set's TTL.
             keys.append(f"ev.{event.id}")
-        if not isinstance(event.data, dict) or event.data.get("category") != "action":
+        if not event.type.startswith("cloudstack.action."):
             return keys  # only ActionEvents have listEvents rows
+        data = parse_as(ActionEventData, event)  # PayloadError: a parser bug, dead-lettered
         if (row_id := event.extensions.get("cseventid")) and (key := seen_key(str(row_id))):
             keys.append(key)
-        native = event.data.get("native")
-        if isinstance(native, dict) and (fp := native_fingerprint(native, event.time)):
+        if fp := pushed_fingerprint(data, event.time):
             keys.append(fp)
         return keys
 

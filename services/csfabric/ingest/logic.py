@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from csfabric.events import ActionEventData
+
 Outcome = Literal["stored", "duplicate", "test", "dead-lettered"]
 
 # The webhook's answer per pipeline outcome.  A dead-lettered body still gets 200: its bytes
@@ -338,17 +340,12 @@ def row_fingerprint(row: Mapping[str, Any]) -> str | None:
     )
 
 
-def native_fingerprint(native: Mapping[str, Any], when: datetime | None) -> str | None:
-    """The fingerprint of a parsed ActionEvent body (``data.native``), None for others."""
-    if when is None or not isinstance(native.get("event"), str) or "status" not in native:
+def pushed_fingerprint(data: ActionEventData, when: datetime | None) -> str | None:
+    """The fingerprint of a pushed (AMQP, Kafka, webhook) ActionEvent; None without a time."""
+    if when is None:
         return None
-    resource = native.get("entityuuid")
     return action_fingerprint(
-        str(native["event"]),
-        str(native["status"]),
-        resource if isinstance(resource, str) else None,
-        when,
-        str(native.get("description", "")),
+        data.event, data.status, data.entityuuid, when, data.description or ""
     )
 
 
@@ -375,11 +372,11 @@ __all__ = [
     "check_signature",
     "dlq_msg_id",
     "evidence_text",
-    "native_fingerprint",
     "next_watermark",
     "parse_watermark",
     "poll_end",
     "poll_start",
+    "pushed_fingerprint",
     "reject_audit_key",
     "row_fingerprint",
     "row_time",

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from csfabric.events import SCHEMA_MODELS
+from csfabric.events._catalogue import SCHEMA_MODELS
 from csfabric.kernel.policy import kind_schemas
 
 SUFFIX = ".schema.json"
