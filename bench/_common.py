@@ -306,7 +306,8 @@ class MemoryCurve:
             "blocks_end": blocks[-1],
             # At most ~20 points in the JSON: the shape, not every sample.
             "curve": [
-                [t, n, round(mb, 1)] for t, n, mb in self.points[:: max(1, len(self.points) // 20)]
+                [t, n, round(mb, 1), b]
+                for t, n, mb, b in self.points[:: max(1, len(self.points) // 20)]
             ],
         }
 
