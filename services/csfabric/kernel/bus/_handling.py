@@ -39,6 +39,20 @@ log = logging.getLogger("csfabric.kernel.bus._consumer")
 Event = Any  # T, a CloudEvent, or the EnvelopeError that stands for an undecodable message
 
 
+def _ack_fields(msg: Msg) -> tuple[str | None, int, int | None]:
+    """(stream, deliveries, stream sequence) of a JetStream message.
+
+    Read straight from the common ack subject (``$JS.ACK.<stream>.<consumer>.<delivered>.
+    <stream seq>.<consumer seq>.<time>.<pending>``); ``msg.metadata`` also builds a datetime
+    and two objects per message, and reads every other form.
+    """
+    tokens: list[str] = msg.reply.split(".") if msg.reply else []
+    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return tokens[2], int(tokens[4]) or 1, int(tokens[5])
+    meta = msg.metadata
+    return meta.stream, meta.num_delivered or 1, meta.sequence.stream if meta.sequence else None
+
+
 class Handling(Settling):
     """The per-message half of a :class:`~.consumer.Consumer`."""
 
@@ -63,12 +77,12 @@ class Handling(Settling):
                 return await self._release(msg, before)
         if self._stopping.is_set():
             return await self._release(msg, 0.0)
-        meta = msg.metadata
+        stream, deliveries, stream_seq = _ack_fields(msg)
         delivery = Delivery(
             subject=msg.subject,
-            deliveries=meta.num_delivered or 1,
-            stream=meta.stream,
-            stream_seq=meta.sequence.stream if meta.sequence else None,
+            deliveries=deliveries,
+            stream=stream,
+            stream_seq=stream_seq,
             headers=msg.headers or {},
             raw=msg.data,
         )
