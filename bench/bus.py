@@ -49,7 +49,6 @@ from _common import (
 from csfabric.kernel import CloudEvent
 from csfabric.kernel._audit import Auditor, AuditRecord, audit_id
 from csfabric.kernel._tracing import (
-    QueueSpanProcessor,
     current_trace_id,
     sample_ratio,
     set_sample_ratio,
@@ -58,6 +57,7 @@ from csfabric.kernel._tracing import (
 )
 from csfabric.kernel.bus import MSG_ID, Bus, Consumer, ConsumerOptions, Delivery
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 PathFn = Callable[[Ctx, str, str], Awaitable[PathResult]]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bus.json"
@@ -296,8 +296,8 @@ async def main(args: argparse.Namespace) -> int:
     load_at_start = round(os.getloadavg()[0], 2)
     provider = setup_tracing("bench")
     exporter = CountingExporter()
-    # A service exports to OTLP through the processor setup_tracing gives it: the same here.
-    provider.add_span_processor(QueueSpanProcessor(exporter))
+    # The exporter a service would use is OTLP behind a batch processor: same queueing.
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     with tempfile.TemporaryDirectory(prefix="csfabric-bench-") as tmp:
         server = start_server(Path(tmp) / "nats")
         async with server:

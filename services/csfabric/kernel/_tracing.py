@@ -17,20 +17,17 @@ so audit records and logs keep naming the trace.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -102,76 +99,6 @@ class FabricSampler(Sampler):
         return f"FabricSampler{{{self._ratio}}}"
 
 
-class QueueSpanProcessor(SpanProcessor):
-    """The SDK's ``BatchSpanProcessor`` job (export in batches, off the event loop), for less.
-
-    An ended span is queued as it is — the SDK's processor copies each one into a new
-    ``ReadableSpan`` and checks the process id per span, a third of a span's cost.  An
-    ended span no longer changes, so the exporter may read it from the worker thread.
-    Bounded like the SDK's: when the exporter falls behind, the oldest spans are dropped.
-    """
-
-    def __init__(
-        self,
-        exporter: SpanExporter,
-        *,
-        max_queue: int = 8192,
-        batch: int = 512,
-        delay: float = 2.0,
-    ) -> None:
-        self.exporter = exporter
-        self.batch = batch
-        self.delay = delay
-        self._queue: collections.deque[ReadableSpan] = collections.deque(maxlen=max_queue)
-        self._wake = threading.Event()
-        self._export_lock = threading.Lock()
-        self._done = False
-        self._thread = threading.Thread(target=self._work, name="csfabric-spans", daemon=True)
-        self._thread.start()
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        pass
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if self._done or not span.context.trace_flags.sampled:
-            return
-        self._queue.append(span)
-        if len(self._queue) >= self.batch:
-            self._wake.set()
-
-    def _work(self) -> None:
-        while not self._done:
-            self._wake.wait(self.delay)
-            self._wake.clear()
-            self._export_all()
-
-    def _export_all(self) -> None:
-        with self._export_lock:
-            queue = self._queue
-            while queue:
-                spans = [queue.popleft() for _ in range(min(self.batch, len(queue)))]
-                # The exporter's own HTTP calls must not be traced.
-                token = otel_context.attach(
-                    otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True)
-                )
-                try:
-                    with contextlib.suppress(Exception):  # a lost batch, never a crash
-                        self.exporter.export(spans)
-                finally:
-                    otel_context.detach(token)
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        self._export_all()
-        return True
-
-    def shutdown(self) -> None:
-        self._done = True
-        self._wake.set()
-        self._thread.join(timeout=5)
-        self._export_all()
-        self.exporter.shutdown()
-
-
 def records(parent: Context | None) -> bool:
     """Whether a span started under ``parent`` (None: the current context) could record.
 
@@ -229,7 +156,7 @@ def setup_tracing(
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             _provider.add_span_processor(
-                QueueSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint))
+                BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint))
             )
             _otlp_endpoints.add(otlp_endpoint)
         if exporter is not None:
@@ -321,7 +248,6 @@ __all__ = [
     "KEEP",
     "SAMPLE_ENV",
     "FabricSampler",
-    "QueueSpanProcessor",
     "current_trace_id",
     "current_traceparent",
     "extract_context",
