@@ -21,11 +21,8 @@ from urllib.parse import urlsplit
 
 import nats
 import pytest
-from csfabric.devstack._natsserver import (
-    NatsServerNotFoundError,
-    NatsServerProcess,
-    find_nats_server,
-)
+from csfabric.devstack import NatsServerNotFoundError
+from csfabric.devstack._natsserver import NatsServerProcess, find_nats_server
 from nats.js.api import StreamConfig
 
 HOST = "127.0.0.1"

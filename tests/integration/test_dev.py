@@ -46,10 +46,15 @@ async def demo_setup(ctx: ServiceContext) -> None:
     ctx.spawn(idle(), name="idle")
 
 
+def _pythonpath() -> str:
+    """The repository first (for ``tests.*``), then the caller's path (a worktree's code)."""
+    return os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+
+
 def _env(state_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CSFABRIC_")}
     env["CSFABRIC_STATE_DIR"] = str(state_dir)
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = _pythonpath()
     # csfabric dev starts the CloudStack simulator; a free port keeps tests independent.
     env["CSFABRIC_SIMULATOR_PORT"] = str(free_port())
     # ...and so does ingest's webhook receiver, which the simulator delivers to.
@@ -175,7 +180,7 @@ async def test_supervisor_restarts_crashed_children_and_stops_them_all(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv("CSFABRIC_NATS_URL", raising=False)
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("PYTHONPATH", _pythonpath())
     monkeypatch.setattr(dev_module, "BACKOFF_FIRST", 0.1)
     caplog.set_level(logging.INFO, logger="csfabric.devstack._supervisor")
     marker = tmp_path / "stubborn.ready"

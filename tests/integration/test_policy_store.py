@@ -14,9 +14,15 @@ import pytest
 import pytest_asyncio
 from csfabric.devstack._natsserver import NatsServerProcess
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.policy import ActionGate, PolicyLoadError, PolicyWatcher, load_policies
+from csfabric.kernel.policy import (
+    ActionGate,
+    PolicyConflictError,
+    PolicyLoadError,
+    PolicyWatcher,
+    load_policies,
+)
 from csfabric.kernel.policy._model import PolicyDocument, parse_document
-from csfabric.kernel.policy._store import PolicyConflictError, PolicyStore
+from csfabric.kernel.policy._store import PolicyStore
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 

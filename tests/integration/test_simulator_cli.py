@@ -190,23 +190,3 @@ async def test_dev_runs_the_simulator_and_publishes_its_keys_privately(tmp_path:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-
-
-async def test_simulator_started_by_dev_stops_when_its_parent_dies(tmp_path: Path) -> None:
-    # A SIGKILLed `csfabric dev` must not leave a simulator holding the well-known port.
-    state, port = tmp_path / "state", free_port()
-    script = (
-        "export CSFABRIC_SIMULATOR_PARENT_PID=$$; "
-        f"{sys.executable} -m csfabric.cli simulator --port {port} --state-dir {state} & "
-        "echo $!; sleep 3"
-    )
-    parent = await asyncio.create_subprocess_exec(
-        "sh", "-c", script, env=_env(state), cwd=REPO,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert parent.stdout is not None
-    pid = int(await parent.stdout.readline())
-    await asyncio.wait_for(parent.wait(), 10)
-    async with asyncio.timeout(10):
-        while pid in _processes_mentioning(str(state)):
-            await asyncio.sleep(0.1)

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 from csfabric.kernel import ConfigError
+from csfabric.kernel.policy import PolicyLoadError, PolicyProblem
 from csfabric.kernel.policy._load import (
     LoadedPolicy,
-    PolicyLoadError,
-    PolicyProblem,
     load_policies,
     parse_policy_text,
 )

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from csfabric.kernel import _logs as logs
+from csfabric.kernel import _redact as redaction
 from csfabric.kernel._logs import MASK, redact, register_secret, setup_logging
 from csfabric.kernel.bus import DeadLetter
 from csfabric.kernel.bus import _dlq as dlq
@@ -176,7 +177,7 @@ def test_deep_extras_are_cut_to_a_string() -> None:
     deep: Any = "apikey=XYZ"
     for _ in range(50):
         deep = [deep]
-    redacted = logs._redact_value(deep)
+    redacted = redaction.redact_value(deep)
     for _ in range(logs.MAX_DEPTH):
         [redacted] = redacted
     assert isinstance(redacted, str)
@@ -319,13 +320,13 @@ _KEYISH = st.lists(st.sampled_from(_PIECES), max_size=40).map("".join)
 @given(_KEYISH)
 def test_matching_the_original_text_or_the_lower_cased_copy_masks_the_same(text: str) -> None:
     # Many values in a mixed-case text are matched on the text itself, few on a lower-cased
-    # copy (see logs._MANY); both must give the same result.
-    saved = logs._MANY
+    # copy (see redaction._MANY); both must give the same result.
+    saved = redaction._MANY
     try:
-        logs._MANY = -1
+        redaction._MANY = -1
         on_text = redact(text)
-        logs._MANY = 1 << 60
+        redaction._MANY = 1 << 60
         on_copy = redact(text)
     finally:
-        logs._MANY = saved
+        redaction._MANY = saved
     assert on_text == on_copy

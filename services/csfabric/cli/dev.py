@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from csfabric.cli.run import LogFormatOption
 from csfabric.devstack import (
     DEFAULT_METRICS_PORT,
     DEFAULT_NATS_PORT,
@@ -51,9 +52,12 @@ def dev(
         int | None,
         typer.Option(help="Port of the CloudStack simulator (default 18080)."),
     ] = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run nats-server and every service on 127.0.0.1 until Ctrl-C; writes dev.json.
 
+    Ctrl-C, SIGTERM and closing the terminal stop everything cleanly; if this process is
+    killed, its children stop too.  Stdout carries one JSON ready line, logs go to stderr.
     Exit code 1 when start-up fails, 2 when something --with needs is missing.
     """
     options = DevOptions(
@@ -64,5 +68,6 @@ def dev(
         extras=tuple(extra.value for extra in extras or ()),
         demo=not no_demo,
         ports=ExtraPorts(kafka_port, powerdns_port, powerdns_dns_port, simulator_port),
+        log_format=log_format.value if log_format is not None else None,
     )
     raise typer.Exit(asyncio.run(run_dev(options)))

@@ -1,10 +1,10 @@
 """``csfabric policy …`` and the kill switch ``csfabric pause|resume --all``.
 
 Each command connects once (failing fast with the URL it tried), does its work through
-:class:`~csfabric.kernel.policy._store.PolicyStore`, and disconnects.  The NATS URL comes
+:class:`~csfabric.kernel.policy.PolicyStore`, and disconnects.  The NATS URL comes
 from the usual settings, so next to a running ``csfabric dev`` (its ``dev.json``) no flag
 is needed.  Changes are audited by the store with the operator
-(:func:`~csfabric.kernel._operator.current_operator`); a file that does not validate is
+(:func:`~csfabric.kernel.current_operator`); a file that does not validate is
 reported problem by problem and nothing at all is stored.
 """
 

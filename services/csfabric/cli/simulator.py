@@ -47,7 +47,6 @@ DEFAULT_PORT = 18080
 READY_PREFIX = "csfabric simulator ready: "
 KEYS_FILE = "simulator-keys.json"  # written by the Simulator itself at start
 WORLDS = ("demo", "minimal")
-PARENT_ENV = "CSFABRIC_SIMULATOR_PARENT_PID"  # set by csfabric dev
 
 simulator_app = typer.Typer(
     help="A CloudStack API simulator for development, demos and tests.",
@@ -244,18 +243,6 @@ def _sinks(run: _Run) -> list[EventSink]:
     return [Fanout(sinks)] if sinks else []
 
 
-async def _exit_with_parent(stop: asyncio.Event) -> None:
-    """Stop when the ``csfabric dev`` that started us is gone (even after a SIGKILL): an
-    orphan would hold the well-known port and block the next ``csfabric dev``."""
-    parent = os.environ.get(PARENT_ENV)
-    if not parent:
-        return
-    while os.getppid() == int(parent):
-        await asyncio.sleep(1.0)
-    log.warning("parent %s is gone; stopping", parent)
-    stop.set()
-
-
 async def _main(run: _Run) -> int:
     from csfabric.cloudstack.simulator import FaultPlan, Simulator, World
 
@@ -285,9 +272,9 @@ async def _main(run: _Run) -> int:
         ready = {"endpoint": url, "clock": clock.spec, "world": run.world, "seed": run.seed}
         log.info("simulator ready", extra={**ready, "faults": run.faults})
         print(READY_PREFIX + json.dumps(ready, sort_keys=True), flush=True)
-        watch = asyncio.create_task(_exit_with_parent(stop))
+        # Started by `csfabric dev`, we get SIGTERM when it dies, even by SIGKILL (an orphan
+        # would hold the port): csfabric.devstack._lifeline.
         await stop.wait()
-        watch.cancel()
         return 0
     except (CsfabricError, OSError) as exc:
         print(f"csfabric simulator: {redact(str(exc))}", file=sys.stderr, flush=True)

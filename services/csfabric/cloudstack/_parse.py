@@ -24,16 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from csfabric.cloudstack._native import ACTION_STATUSES, routing_key_part
+from csfabric.cloudstack._parse_body import check_unicode, decode_body
 from csfabric.cloudstack._parse_fields import (
-    IDENTITY_NAMESPACE,
     TEST_WEBHOOK_BODY,
     UNKNOWN_FSM_EVENT,
     Family,
     check_event_name,
     check_token,
-    check_unicode,
-    decode_body,
-    event_identity,
     infer_family,
     is_failed,
     parse_datetime,
@@ -43,6 +40,7 @@ from csfabric.cloudstack._parse_fields import (
     typed_fields,
     validate,
 )
+from csfabric.cloudstack._parse_identity import IDENTITY_NAMESPACE, event_identity
 from csfabric.events import FAMILIES
 from csfabric.kernel import DEFAULT_MAX_BYTES, CloudEvent, EnvelopeError, make_event, quote
 

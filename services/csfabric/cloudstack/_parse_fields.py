@@ -1,4 +1,4 @@
-"""The pieces of :mod:`csfabric.cloudstack._parse`: body decoding, category rules, identity.
+"""The field rules of :mod:`csfabric.cloudstack._parse`: category, validation, typed fields.
 
 Every check here rejects something no CloudStack release sends (see
 docs/cloudstack-formats.md and :mod:`csfabric.cloudstack._native`), and every
@@ -8,9 +8,7 @@ is all an operator sees on the dead-letter subject.
 
 from __future__ import annotations
 
-import json
 import re
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -36,75 +34,13 @@ STATE_STATUSES = ("preStateTransitionEvent", "postStateTransitionEvent")
 UNKNOWN_FSM_EVENT = "Transition"
 TEST_WEBHOOK_BODY = {"CloudStack": "works!"}
 
-# UUIDv5 namespace of CloudStack event identities; changing it re-identifies every event.
-IDENTITY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:csfabric:cloudstack-event")
-_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S %z"
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S %z"
 # One NATS subject token each: dots separate tokens, so only the event name may hold them.
 _EVENT_NAME = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
 # Java class names (older entity style): lowercase package words, then the type name.
 _JAVA_CLASS = re.compile(r"^(?:[a-z_][a-z0-9_]*[.\-])+([A-Z][A-Za-z0-9_$]*)$")
 _FAILED_PATTERNS = re.compile(r"^Error while|\bfailed\b|\bfailure\b", re.IGNORECASE)
-# A JSON ``\ud800`` escape decodes to a lone surrogate: a Python (or Java) string may hold
-# one, UTF-8 cannot, so the event could never be written to the bus.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def decode_body(raw: bytes, *, max_bytes: int) -> dict[str, str]:
-    """Bytes → the flat string map CloudStack's Gson writes, or the reason it is not one."""
-    if len(raw) > max_bytes:
-        raise EnvelopeError(f"body is {len(raw)} bytes, over the {max_bytes}-byte limit")
-    if not raw.strip():
-        raise EnvelopeError("body is empty")
-    try:
-        text = raw.decode("utf-8-sig")  # some relays prepend a BOM; CloudStack never does
-    except UnicodeDecodeError as exc:
-        raise EnvelopeError(f"body is not UTF-8 (byte {exc.start})") from None
-    try:
-        body: Any = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except _DuplicateKey as exc:
-        raise EnvelopeError(f"body repeats the key {quote(exc.key)}") from None
-    except (ValueError, RecursionError) as exc:
-        raise EnvelopeError(f"body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise EnvelopeError(f"body must be a JSON object, got {type(body).__name__}")
-    for key, value in body.items():
-        if not isinstance(value, str):  # Gson maps of String: ids and sizes are strings too
-            kind = "null" if value is None else type(value).__name__
-            raise EnvelopeError(f"value of {quote(key)} must be a string, got {kind}")
-        check_unicode(key, value)
-    return body
-
-
-def check_unicode(key: str, value: str) -> None:
-    """Reject a lone surrogate (invalid Unicode) in a key or value: UTF-8 cannot carry it.
-
-    Rejected rather than replaced: a replaced character would change the body CloudStack
-    sent (and its identity), while the dead letter keeps the original bytes as they came.
-    """
-    for what, text in (("key", key), ("value", value)):
-        if not text.isascii() and (bad := _SURROGATE.search(text)) is not None:
-            name = ascii(key) if what == "value" else "a key"
-            raise EnvelopeError(
-                f"{what} of {name} holds a lone surrogate U+{ord(bad.group()):04X}"
-                f" at index {bad.start()}: invalid Unicode"
-            )
-
-
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # A Java map cannot hold a key twice; silently keeping the last would hide tampering.
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
 
 
 def infer_family(body: Mapping[str, str]) -> Family:
@@ -136,13 +72,13 @@ def simple_type(name: str) -> str:
     return match.group(1) if match else name
 
 
-def parse_datetime(text: str, what: str = "eventDateTime", fmt: str = _DATETIME_FORMAT) -> datetime:
+def parse_datetime(text: str, what: str = "eventDateTime", fmt: str = DATETIME_FORMAT) -> datetime:
     """``yyyy-MM-dd HH:mm:ss Z`` in any zone offset → a tz-aware datetime, in UTC's range."""
     try:
         when = datetime.strptime(text, fmt)
     except ValueError:
         example = "yyyy-MM-dd HH:mm:ss Z' (2024-11-28 09:15:00 +0100)"
-        if fmt != _DATETIME_FORMAT:
+        if fmt != DATETIME_FORMAT:
             example = "yyyy-MM-ddTHH:mm:ssZ' (2024-11-28T09:15:00+0100)"
         raise EnvelopeError(f"{what} {quote(text)} is not '{example}") from None
     return in_utc_range(when, what, text)
@@ -246,38 +182,8 @@ def subject_of(family: Family, body: Mapping[str, str]) -> str | None:
     return body.get(key) or None
 
 
-_NORMALISED_CLASS_KEYS = ("entity", "resource")
-
-
-def event_identity(category: str, body: Mapping[str, str]) -> str:
-    """UUIDv5 over the family and the normalised body; the same event on any feed → one id.
-
-    Normalised: a BOM on the first key dropped, keys sorted, ``eventDateTime`` as its UTC
-    instant (so a zone change between feeds does not split it), ``entity``/``resource`` Java
-    class names as the simple type name (4.18 changed the style).  Nothing else changes,
-    so VM pre/post state messages (which differ in ``status``) keep distinct ids while
-    byte-identical volume/snapshot copies share one.
-    """
-    family = ROUTING_CATEGORIES.get(category, category)
-    norm: dict[str, str] = {}
-    for key, value in body.items():
-        norm[key.lstrip("\ufeff")] = value
-    for key in _NORMALISED_CLASS_KEYS:
-        if key in norm:
-            norm[key] = simple_type(norm[key])
-    if "eventDateTime" in norm:
-        try:
-            instant = datetime.strptime(norm["eventDateTime"], _DATETIME_FORMAT)
-        except ValueError:
-            pass  # unparseable bodies never reach the bus; keep the text for a stable id
-        else:
-            norm["eventDateTime"] = instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    canonical = json.dumps(norm, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return str(uuid.uuid5(IDENTITY_NAMESPACE, f"{family}\n{canonical}"))
-
-
 __all__ = [
-    "IDENTITY_NAMESPACE",
+    "DATETIME_FORMAT",
     "ROUTING_CATEGORIES",
     "STATE_STATUSES",
     "TEST_WEBHOOK_BODY",
@@ -285,13 +191,11 @@ __all__ = [
     "Family",
     "check_event_name",
     "check_token",
-    "check_unicode",
-    "decode_body",
-    "event_identity",
     "in_utc_range",
     "infer_family",
     "is_failed",
     "parse_datetime",
+    "require",
     "routing_family",
     "simple_type",
     "subject_of",

@@ -37,7 +37,12 @@ from typing import Any
 from cs.client import EXPIRES_FORMAT, cs_encode, transform
 from prometheus_client import CollectorRegistry, Histogram
 
-from csfabric.kernel import HANDLER_BUCKETS, OutcomeUnknownError, PermanentError, TransientError
+from csfabric.cloudstack.errors import (
+    CloudStackApiError,
+    CloudStackOutcomeUnknown,
+    CloudStackTransientError,
+)
+from csfabric.kernel import HANDLER_BUCKETS
 
 # CloudStack's server-side failures that a later attempt can get past (internal error,
 # insufficient capacity, resource allocation/unavailable, ...), plus what proxies and
@@ -57,59 +62,6 @@ def is_read_only(command: str) -> bool:
     """True for commands that change nothing in CloudStack (safe to re-send at any time)."""
     name = command.lower()
     return name.startswith(READ_ONLY_PREFIXES) and not name.startswith(_MUTATING_GETS)
-
-
-class CloudStackApiError(PermanentError):
-    """CloudStack refused the call (401 auth, 431 bad parameter, 432 unknown command, ...)."""
-
-    def __init__(
-        self, command: str, errorcode: int, errortext: str, cserrorcode: int | None = None
-    ) -> None:
-        super().__init__(f"{command}: {errorcode} {errortext}")
-        self.command = command
-        self.errorcode = errorcode
-        self.cserrorcode = cserrorcode
-        self.errortext = errortext
-
-
-class CloudStackTransientError(TransientError):
-    """Worth retrying later: 530/533-537, throttling, a timeout, no connection.
-
-    ``errorcode`` is ``None`` when no answer came back at all.
-    """
-
-    def __init__(
-        self,
-        command: str,
-        errorcode: int | None,
-        errortext: str,
-        cserrorcode: int | None = None,
-    ) -> None:
-        code = f"{errorcode} " if errorcode is not None else ""
-        super().__init__(f"{command}: {code}{errortext}")
-        self.command = command
-        self.errorcode = errorcode
-        self.cserrorcode = cserrorcode
-        self.errortext = errortext
-
-
-class CloudStackOutcomeUnknown(CloudStackTransientError, OutcomeUnknownError):
-    """A mutating command may or may not have run: never re-send it, reconcile instead.
-
-    Raised for a timeout or a dropped connection after the request was sent, a proxy's
-    502/504 without CloudStack's answer, and any failure while waiting for a job that was
-    accepted.  The client never retries these itself; ``ActionLedger`` records them as
-    "outcome unknown" and the next attempt asks its ``reconcile`` step (the resource tagged
-    ``csfabric:key``) instead of calling again.
-    """
-
-
-class CloudStackJobTimeout(CloudStackOutcomeUnknown):
-    """The job did not finish within ``job_timeout``; it may still finish (reconcile)."""
-
-    def __init__(self, command: str, jobid: str, waited: float) -> None:
-        super().__init__(command, None, f"job {jobid} still pending after {waited:g}s")
-        self.jobid = jobid
 
 
 def classify(
@@ -269,10 +221,6 @@ __all__ = [
     "MAYBE_RAN_CODES",
     "READ_ONLY_PREFIXES",
     "TRANSIENT_CODES",
-    "CloudStackApiError",
-    "CloudStackJobTimeout",
-    "CloudStackOutcomeUnknown",
-    "CloudStackTransientError",
     "EndpointGate",
     "TokenBucket",
     "call_histogram",

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from csfabric.devstack._extras import port_free
+from csfabric.devstack._lifeline import Lifeline
 from csfabric.devstack._natsserver import HOST
 from csfabric.kernel.service import available
 
@@ -45,4 +46,17 @@ def plan_children(
     return children
 
 
-__all__ = ["Child", "plan_children"]
+async def spawn(child: Child, lifeline: Lifeline) -> asyncio.subprocess.Process:
+    """Start ``child``, tied to us (:mod:`~csfabric.devstack._lifeline`): it ends when we
+    do, and the terminal's signals reach only us.  It logs to our stderr; stdout stays
+    free for the ready line."""
+    return await asyncio.create_subprocess_exec(
+        *child.argv,
+        env={**child.env, **lifeline.env()},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=2,
+        **lifeline.child_kwargs(),
+    )
+
+
+__all__ = ["Child", "plan_children", "spawn"]

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from csfabric.devstack._natsserver import HOST
 from csfabric.devstack._servers import LocalServer, PowerDnsServer, TansuServer
+from csfabric.devstack.errors import MissingDependencyError
 from csfabric.kernel import ConfigError
 
 
@@ -47,12 +48,15 @@ RABBITMQ_HINT = (
 PDNS_SCHEMA = Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
 
 
-class MissingDependencyError(ConfigError):
-    """Something ``--with`` asked for is not installed or not running (exit code 2)."""
-
-
 def port_free(port: int) -> bool:
+    """True unless something listens on ``port`` (or holds it bound) on 127.0.0.1.
+
+    With ``SO_REUSEADDR`` the test bind succeeds over connections in TIME_WAIT, which an
+    unclean stop leaves for up to a minute, and the servers we start bind the same way
+    (Go, Rust and asyncio listeners all set it); without it, TIME_WAIT counted as in use.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -126,9 +130,12 @@ class Extras:
     endpoints: dict[str, str] = field(default_factory=dict)
 
 
-def require_port(port: int, flag: str) -> None:
+def require_port(port: int, flag: str, hint: str = "") -> None:
+    """Raise :class:`ConfigError` naming the port and the flag to move, if it is taken."""
     if not port_free(port):
-        raise ConfigError(f"port {port} on {HOST} is in use; pass {flag}")
+        raise ConfigError(
+            f"port {port} on {HOST} is in use: something listens on it{hint}; pass {flag}"
+        )
 
 
 async def plan_extras(names: Sequence[str], state_dir: Path, ports: ExtraPorts) -> Extras:
@@ -168,7 +175,6 @@ __all__ = [
     "Extra",
     "ExtraPorts",
     "Extras",
-    "MissingDependencyError",
     "check_rabbitmq",
     "find_pdns",
     "find_tansu",

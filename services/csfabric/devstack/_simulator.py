@@ -30,7 +30,6 @@ from csfabric.kernel import ConfigError
 DEFAULT_SIMULATOR_PORT = 18080
 DEFAULT_INGEST_WEBHOOK_URL = f"http://{HOST}:18091/webhook"
 KEYS_FILE = "simulator-keys.json"  # written by the simulator itself
-PARENT_ENV = "CSFABRIC_SIMULATOR_PARENT_PID"  # read by csfabric.cli.simulator
 FABRIC_USER = "csfabric"  # the admin account's API user whose events mark fabric actions
 
 
@@ -53,6 +52,7 @@ class SimulatorServer(LocalServer):
         self.feeds = dict(feeds or {})  # rabbitmq_url / kafka_bootstrap of --with
         self.secret_file = self.data_dir / "webhook-secret"
         self.publish: dict[str, str] | None = None  # where endpoints() go once it answers
+        self.env: dict[str, str] = {}  # what the supervisor adds (CSFABRIC_LOG_FORMAT)
 
     @property
     def endpoint(self) -> str:
@@ -64,8 +64,8 @@ class SimulatorServer(LocalServer):
             self.publish.update(self.endpoints())
 
     def environment(self) -> dict[str, str]:
-        parent = str(os.getpid())  # it stops when we are gone, even after a SIGKILL
-        return {**os.environ, "CSFABRIC_CLOCK": self.clock, PARENT_ENV: parent}
+        # It stops when we are gone, even after a SIGKILL: LocalServer is tied to us.
+        return {**os.environ, **self.env, "CSFABRIC_CLOCK": self.clock}
 
     def prepare(self) -> None:
         # A stable webhook secret, so a receiver configured once keeps verifying.
@@ -134,7 +134,7 @@ async def add_simulator(extras: Extras, state_dir: Path, clock: str, port: int |
     except ValueError as exc:
         raise ConfigError(f"CSFABRIC_SIMULATOR_PORT/SEED: {exc}") from None
     # The simulator of a `csfabric dev` killed a moment ago may still hold the port: it
-    # notices its parent is gone within a second (simulator_cli._exit_with_parent).
+    # got SIGTERM when its parent died (devstack._lifeline) and is closing.
     for _ in range(30):
         if port_free(port):
             break

@@ -26,29 +26,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from csfabric.devstack import (
-    DEMO_POLICIES,
+from csfabric.devstack._children import Child, plan_children, spawn
+from csfabric.devstack._demo import DEMO_POLICIES, apply_demo_policies
+from csfabric.devstack._extras import ExtraPorts, Extras, plan_extras, require_port
+from csfabric.devstack._lifeline import Lifeline
+from csfabric.devstack._nats import connect_once, ensure_streams_at, mask_url
+from csfabric.devstack._natsserver import NatsServerProcess, find_nats_server
+from csfabric.devstack._servers import Supervised
+from csfabric.devstack._simulator import SimulatorServer, add_simulator
+from csfabric.devstack._statefile import (
     EXTRA_KEYS,
     READY_PREFIX,
-    Child,
-    ExtraPorts,
-    Extras,
-    MissingDependencyError,
-    Supervised,
-    add_simulator,
-    apply_demo_policies,
-    connect_once,
-    ensure_streams_at,
-    mask_url,
-    plan_children,
-    plan_extras,
-    port_free,
     ready_line,
     refuse_second_instance,
     write_private_json,
 )
-from csfabric.devstack._natsserver import HOST, NatsServerProcess, find_nats_server
-from csfabric.kernel import DEV_FILE, ConfigError, parse_clock, redact, scaled_spec, setup_logging
+from csfabric.devstack.errors import MissingDependencyError
+from csfabric.kernel import DEV_FILE, parse_clock, redact, scaled_spec, setup_logging
 
 log = logging.getLogger("csfabric.devstack._supervisor")
 
@@ -56,6 +50,8 @@ DEFAULT_NATS_PORT = 14222
 DEFAULT_METRICS_PORT = 19100
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 STABLE_AFTER = 30.0  # a child that ran this long starts its backoff afresh
+# Closing the terminal (SIGHUP) stops as cleanly as Ctrl-C (children: devstack._lifeline).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 @dataclass
@@ -71,6 +67,7 @@ class DevOptions:
     demo: bool = True
     demo_dir: Path = DEMO_POLICIES
     ports: ExtraPorts = field(default_factory=ExtraPorts)  # of the --with servers
+    log_format: str | None = None  # json | text | auto (None: $CSFABRIC_LOG_FORMAT, else auto)
 
 
 @dataclass
@@ -83,7 +80,9 @@ class DevSupervisor:
     children: list[Child] = field(default_factory=list)
     extras: Extras = field(default_factory=Extras)
     demo_policies: list[str] = field(default_factory=list)
+    log_format: str | None = None  # what run_dev chose; every csfabric child logs the same
     _watchers: list[asyncio.Task[None]] = field(default_factory=list)
+    _lifeline: Lifeline = field(default_factory=Lifeline)
 
     @property
     def dev_file(self) -> Path:
@@ -105,12 +104,10 @@ class DevSupervisor:
             self.nats_url = external
         else:
             port = self.options.nats_port
-            if not port_free(port):
-                raise ConfigError(
-                    f"port {port} on {HOST} is in use (another csfabric dev?); pass --nats-port "
-                    "or set CSFABRIC_NATS_URL to use a running server"
-                )
+            hint = " (another csfabric dev?)"
+            require_port(port, "--nats-port or set CSFABRIC_NATS_URL to use that server", hint)
             self.nats = NatsServerProcess(port, state / "nats", binary=find_nats_server())
+            self.nats.tied_to_parent = True
             await self.nats.start()
             self.nats_url = self.nats.url
             self._watch(self.nats, "nats-server")
@@ -121,6 +118,8 @@ class DevSupervisor:
                 self.nats_url, self.options.demo_dir, parse_clock(self.clock)
             )
         for server in self.extras.servers:
+            if isinstance(server, SimulatorServer) and self.log_format:
+                server.env["CSFABRIC_LOG_FORMAT"] = self.log_format
             await server.start()
             log.info("%s started", server.name, extra={"pid": server.pid})
             self._watch(server, server.name)
@@ -130,6 +129,8 @@ class DevSupervisor:
             CSFABRIC_STATE_DIR=str(state),
             CSFABRIC_CLOCK=self.clock,
         )
+        if self.log_format:
+            env["CSFABRIC_LOG_FORMAT"] = self.log_format
         self.children = plan_children(self.options.commands, self.options.metrics_port, env)
         for child in self.children:
             self._watchers.append(asyncio.create_task(self._supervise(child), name=child.name))
@@ -160,10 +161,7 @@ class DevSupervisor:
             started = time.monotonic()
             code: int | str
             try:
-                # Children log to our stderr; stdout stays free for the ready line.
-                child.proc = await asyncio.create_subprocess_exec(
-                    *child.argv, env=child.env, stdin=asyncio.subprocess.DEVNULL, stdout=2
-                )
+                child.proc = await spawn(child, self._lifeline)
             except OSError as exc:
                 code = f"'{exc}' (not started)"
             else:
@@ -243,16 +241,18 @@ class DevSupervisor:
             await server.stop(self.options.stop_timeout)
         if self.nats is not None:
             await self.nats.stop(self.options.stop_timeout)
+        self._lifeline.close()
         log.info("stopped")
 
 
 async def run_dev(options: DevOptions) -> int:
-    """Run until SIGTERM/SIGINT; exit code 0 after a clean stop, 1 if startup failed, and 2
-    if something ``--with`` needs is not installed or not running."""
-    setup_logging("dev", os.environ.get("CSFABRIC_LOG_LEVEL", "INFO"))
+    """Run until SIGTERM/SIGINT/SIGHUP; exit code 0 after a clean stop, 1 if startup failed,
+    and 2 if something ``--with`` needs is not installed or not running."""
+    level = os.environ.get("CSFABRIC_LOG_LEVEL", "INFO")
     supervisor = DevSupervisor(options)
+    supervisor.log_format = setup_logging("dev", level, log_format=options.log_format)
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, supervisor.stop.set)
     startup = asyncio.create_task(supervisor.start())
     stopped = asyncio.create_task(supervisor.stop.wait())
@@ -265,18 +265,16 @@ async def run_dev(options: DevOptions) -> int:
             print(ready_line(content), flush=True)
             await stopped
         return 0
-    except MissingDependencyError as exc:  # 2: install or start something, then retry
-        print(f"csfabric dev: {redact(str(exc))}", file=sys.stderr, flush=True)
-        return 2
     except Exception as exc:
         print(f"csfabric dev: {redact(str(exc))}", file=sys.stderr, flush=True)
-        return 1
+        # 2: install or start something, then retry
+        return 2 if isinstance(exc, MissingDependencyError) else 1
     finally:
         startup.cancel()
         stopped.cancel()
         await asyncio.gather(startup, stopped, return_exceptions=True)
         await supervisor.shutdown()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
 
 

@@ -43,7 +43,6 @@ from csfabric.events._schemas import export as export_schemas
 from csfabric.events._schemas import render_all as render_schemas
 from csfabric.events._typed import (
     EventHandler,
-    PayloadError,
     TypedEvent,
     TypedHandler,
     model_for,
@@ -51,6 +50,7 @@ from csfabric.events._typed import (
     payload,
     typed,
 )
+from csfabric.events.errors import PayloadError
 from csfabric.kernel import AuditRecord, CloudEvent
 from csfabric.kernel.bus import DeadLetter
 from csfabric.kernel.policy import PolicyBase, PolicyDocument

@@ -18,20 +18,12 @@ from pydantic import ValidationError
 from csfabric.events._base import Payload, parse_dataschema
 from csfabric.events._cloudstack import FAMILIES
 from csfabric.events._lifecycle import LIFECYCLE
-from csfabric.kernel import CloudEvent, PermanentError, clip, quote
+from csfabric.events.errors import PayloadError
+from csfabric.kernel import CloudEvent, clip, quote
 from csfabric.kernel.bus import Delivery
 
 M = TypeVar("M", bound=Payload)
 _MAX_ERRORS = 3  # fields named in one reason; a dead-letter reason is one header line
-
-
-class PayloadError(PermanentError):
-    """An event's ``data`` does not fit its model (or it has none); ``reason`` says where."""
-
-    def __init__(self, reason: str, *, field: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.field = field
 
 
 def model_for(type_: str) -> type[Payload] | None:
@@ -151,7 +143,6 @@ def typed(model: type[M]) -> Callable[[TypedHandler[M]], EventHandler]:
 
 __all__ = [
     "EventHandler",
-    "PayloadError",
     "TypedEvent",
     "TypedHandler",
     "model_for",

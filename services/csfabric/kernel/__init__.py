@@ -1,4 +1,22 @@
-"""The shared runtime every service uses; it knows no service."""
+"""The kernel: the shared runtime every service stands on.  Start reading here.
+
+The room: what every service needs and none should write again — errors (one tree,
+:mod:`csfabric.kernel.errors`), settings, the clock (real, scaled, stepped), durations,
+logs (with secret redaction), tracing, metrics and the ops port, the CloudEvents envelope,
+audit records, control commands, heartbeats, leader leases with fencing tokens, and the
+action ledger that keeps an action from reaching CloudStack twice.  Four rooms have their
+own doors beside this one: ``csfabric.kernel.bus`` (NATS connection, consumers, DLQ,
+streams), ``csfabric.kernel.policy`` (policy documents, store, watch, gate),
+``csfabric.kernel.service`` (the service registry and runtime) and
+``csfabric.kernel.kafka`` (the Kafka bridge).
+
+It must not know any service, nor CloudStack, nor the CLI: the kernel imports nothing of
+ours (the layers contract in ``pyproject.toml``), and finds services through entry points.
+
+This module is the door: code outside the kernel imports these names from
+``csfabric.kernel``, never from a ``_private`` module behind it (import-linter's
+"Door: the kernel's foundations" contract).  ``docs/architecture.md`` draws the whole tree.
+"""
 
 from csfabric.kernel._audit import Auditor, AuditRecord
 from csfabric.kernel._clock import (
@@ -20,17 +38,18 @@ from csfabric.kernel._envelope import (
 from csfabric.kernel._heartbeat import BUCKET as HEARTBEAT_BUCKET
 from csfabric.kernel._heartbeat import default_instance
 from csfabric.kernel._idempotency import BUCKET as LEDGER_BUCKET
-from csfabric.kernel._idempotency import (
-    ActionLedger,
-    ActionRefused,
-    ActionResult,
-    OutcomeUnknownError,
-    action_key,
-    open_ledger,
-)
+from csfabric.kernel._idempotency import ActionLedger, ActionResult, action_key, open_ledger
 from csfabric.kernel._leases import BUCKET as LEASE_BUCKET
-from csfabric.kernel._leases import Lease, LeaseLost
-from csfabric.kernel._logs import clip, quote, redact, register_secret, setup_logging
+from csfabric.kernel._leases import Lease
+from csfabric.kernel._logs import (
+    clip,
+    quote,
+    redact,
+    register_secret,
+    resolve_log_format,
+    setup_logging,
+    wants_colour,
+)
 from csfabric.kernel._operator import current_operator
 from csfabric.kernel._ops import HANDLER_BUCKETS, Metrics
 from csfabric.kernel._settings import (
@@ -43,10 +62,14 @@ from csfabric.kernel._settings import (
 )
 from csfabric.kernel._tracing import get_tracer
 from csfabric.kernel.errors import (
+    ActionRefused,
     ConfigError,
     CsfabricError,
     EnvelopeError,
+    LeaseLost,
+    OutcomeUnknownError,
     PermanentError,
+    RetryLater,
     TransientError,
 )
 
@@ -76,6 +99,7 @@ __all__ = [
     "OutcomeUnknownError",
     "PermanentError",
     "RealClock",
+    "RetryLater",
     "ScaledClock",
     "SteppedClock",
     "StreamLimits",
@@ -96,7 +120,9 @@ __all__ = [
     "read_dev_file",
     "redact",
     "register_secret",
+    "resolve_log_format",
     "scaled_spec",
     "setup_logging",
     "subject_for",
+    "wants_colour",
 ]

@@ -54,24 +54,24 @@ it for someone else's call.
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from csfabric.kernel._clock import Clock, RealClock
-from csfabric.kernel._logs import redact
+from csfabric.kernel._ledger_entries import LedgerEntries, State
 from csfabric.kernel._settings import FabricSettings
 from csfabric.kernel.bus import Bus, retry_broker
 from csfabric.kernel.errors import (
+    ActionRefused,
     ConfigError,
     LeaseLost,
+    OutcomeUnknownError,
     PermanentError,
     RetryLater,
     TransientError,
@@ -80,28 +80,11 @@ from csfabric.kernel.errors import (
 BUCKET = "csfabric_actions"
 STALE_AFTER = 450.0
 CALL_SHARE = 0.8  # the call deadline's share of stale_after, unless given
-REASON_CHARS = 200
 # While an intent is too young to be stale, how often a redelivery looks again (reconcile
 # may find what the call created well before stale_after).
 RECONCILE_EVERY = 15.0
 
 Source = Literal["call", "recorded", "reconciled"]
-State = Literal["intent", "done", "refused", "failed", "unknown"]
-
-log = logging.getLogger(__name__)
-
-
-class OutcomeUnknownError(TransientError):
-    """The call may have acted: the ledger reconciles it and never re-sends it blindly."""
-
-
-class ActionRefused(PermanentError):
-    """An earlier attempt of this action was refused for good; it is not tried again."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"action {key[:12]} was refused earlier: {reason}")
-        self.key = key
-        self.reason = reason
 
 
 def action_key(*parts: str) -> str:
@@ -140,6 +123,7 @@ class ActionLedger:
             )
         self.kv = kv
         self.clock = clock or RealClock()
+        self._entries = LedgerEntries(kv, self.clock)
         self.stale_after = stale_after
         self.call_timeout = timeout
 
@@ -157,9 +141,8 @@ class ActionLedger:
         """
         token = uuid.uuid4().hex
         now = self.clock.now()
-        intent = self._encode({"state": "intent", "at": now.isoformat(), "token": token})
         try:
-            revision = await retry_broker(lambda: self.kv.create(key, intent), what="record intent")
+            revision = await self._entries.create(key, token, now)
         except KeyWrongLastSequenceError:
             found = await self._resume(key, token, now, reconcile)
             if isinstance(found, ActionResult):
@@ -169,38 +152,39 @@ class ActionLedger:
         try:
             outcome = await self.clock.wait_for(call(), self.call_timeout)
         except PermanentError as error:
-            await self._settle(key, revision, "refused", error, claimed)
+            await self._entries.settle(key, revision, "refused", error, claimed)
             raise
         except OutcomeUnknownError as error:
-            await self._settle(key, revision, "unknown", error, claimed)
+            await self._entries.settle(key, revision, "unknown", error, claimed)
             raise
         except TransientError as error:
             # A lease term that ran out while the call acted (``Lease.fenced()``'s exit)
             # proves nothing about the act: unknown, reconciled, never repeated blindly.
             acted = isinstance(error, LeaseLost) and error.acted
-            await self._settle(key, revision, "unknown" if acted else "failed", error, claimed)
+            state: State = "unknown" if acted else "failed"
+            await self._entries.settle(key, revision, state, error, claimed)
             raise
         except TimeoutError:
             unknown = OutcomeUnknownError(
                 f"action {key[:12]}: no answer within its {self.call_timeout:g}s deadline, "
                 "outcome unknown (reconciled on the next attempt)"
             )
-            await self._settle(key, revision, "unknown", unknown, claimed)
+            await self._entries.settle(key, revision, "unknown", unknown, claimed)
             raise unknown from None
         except Exception as error:
             # Not classified: it may have failed half-way, so nothing is proven.
-            await self._settle(key, revision, "unknown", error, claimed)
+            await self._entries.settle(key, revision, "unknown", error, claimed)
             raise
-        await self._record(key, outcome, revision, token)
+        await self._entries.record(key, outcome, revision, token)
         return ActionResult(key, outcome, "call")
 
     async def outcome(self, key: str) -> Any | None:
-        entry = await self._get(key)
+        entry = await self._entries.get(key)
         return None if entry is None or entry[0].get("state") != "done" else entry[0]["outcome"]
 
     async def state(self, key: str) -> dict[str, Any] | None:
         """The stored record of ``key`` (``state``, ``at``, ``outcome`` or ``error``)."""
-        entry = await self._get(key)
+        entry = await self._entries.get(key)
         return None if entry is None else entry[0]
 
     async def _resume(
@@ -211,7 +195,7 @@ class ActionLedger:
         reconcile: Callable[[], Awaitable[Any | None]] | None,
     ) -> ActionResult | int:
         """An entry exists: return its outcome, reconcile it, or claim it (its revision)."""
-        entry = await self._get(key)
+        entry = await self._entries.get(key)
         if entry is None:
             raise TransientError(f"action {key[:12]}: entry vanished while reading, retry")
         record, revision = entry
@@ -223,12 +207,12 @@ class ActionLedger:
         if state == "refused":
             raise ActionRefused(key, str(record.get("error", "")))
         if state == "failed":
-            return await self._claim(key, revision, token, now)
+            return await self._entries.claim(key, revision, token, now)
         # An intent (in flight, or left by a crash) or an unknown outcome: it may have acted.
         if reconcile is not None:
             found = await reconcile()
             if found is not None:
-                await self._record(key, found, revision, token)
+                await self._entries.record(key, found, revision, token)
                 return ActionResult(key, found, "reconciled")
         age = (now - datetime.fromisoformat(record["at"])).total_seconds()
         what = "in flight" if state == "intent" else "of unknown outcome"
@@ -245,64 +229,7 @@ class ActionLedger:
                 "not repeating it blindly"
             )
         # Its call is over for sure and left no trace: it did not happen.  Claim and call.
-        return await self._claim(key, revision, token, now)
-
-    async def _claim(self, key: str, revision: int, token: str, now: datetime) -> int:
-        claim = self._encode({"state": "intent", "at": now.isoformat(), "token": token})
-        try:
-            return await retry_broker(
-                lambda: self.kv.update(key, claim, last=revision), what="claim intent"
-            )
-        except KeyWrongLastSequenceError:
-            entry = await self._get(key)
-            if entry is not None and entry[0].get("token") == token:
-                return entry[1]  # our claim landed; its answer was lost
-            raise TransientError(f"action {key[:12]} was claimed concurrently, retry") from None
-
-    async def _record(self, key: str, outcome: Any, revision: int, token: str) -> None:
-        done = {"state": "done", "at": self.clock.now().isoformat(), "token": token}
-        done["outcome"] = outcome
-        try:
-            await retry_broker(
-                lambda: self.kv.update(key, self._encode(done), last=revision),
-                what="record outcome",
-            )
-        except KeyWrongLastSequenceError:
-            entry = await self._get(key)
-            if entry is not None and entry[0].get("state") == "done":
-                return  # ours with a lost answer, or another attempt reconciled it first
-            log.warning("action %s: outcome not recorded, the key was claimed again", key[:12])
-
-    async def _settle(
-        self, key: str, revision: int, state: State, error: BaseException, claimed: dict[str, str]
-    ) -> None:
-        """Record how a call failed; the caller re-raises whatever happens here."""
-        reason = redact(f"{type(error).__name__}: {error}"[:REASON_CHARS])
-        record = {"state": state, **claimed, "ended": self.clock.now().isoformat()}
-        record["error"] = reason
-        try:
-            await retry_broker(
-                lambda: self.kv.update(key, self._encode(record), last=revision),
-                what=f"record {state} call",
-            )
-        except KeyWrongLastSequenceError:
-            log.info("action %s: %s call not recorded, another attempt moved on", key[:12], state)
-        except TransientError:
-            # The intent stays: the next attempt treats it as in flight, then reconciles.
-            log.warning("action %s: %s call not recorded, NATS unavailable", key[:12], state)
-
-    async def _get(self, key: str) -> tuple[dict[str, Any], int] | None:
-        try:
-            entry = await retry_broker(lambda: self.kv.get(key), what="read action")
-        except KeyNotFoundError:
-            return None
-        if entry.value is None:
-            return None
-        return json.loads(entry.value), int(entry.revision or 0)
-
-    @staticmethod
-    def _encode(record: dict[str, Any]) -> bytes:
-        return json.dumps(record, separators=(",", ":"), default=str).encode()
+        return await self._entries.claim(key, revision, token, now)
 
 
 async def open_ledger(
@@ -341,9 +268,7 @@ __all__ = [
     "BUCKET",
     "STALE_AFTER",
     "ActionLedger",
-    "ActionRefused",
     "ActionResult",
-    "OutcomeUnknownError",
     "action_key",
     "open_ledger",
 ]

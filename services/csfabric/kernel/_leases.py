@@ -49,7 +49,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -60,6 +59,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from csfabric.kernel._clock import Clock, RealClock
+from csfabric.kernel._lease_term import Term
 from csfabric.kernel.errors import LeaseLost
 
 log = logging.getLogger(__name__)
@@ -88,25 +88,21 @@ class Lease:
         self.ttl = ttl
         self.holder = holder or default_holder()
         self.clock = clock or RealClock()
-        self._revision: int | None = None  # our last write
-        self._token: int | None = None  # the revision that began our term
-        self._deadline: float | None = None  # monotonic: we act only before it
-        self._seen: tuple[int, float] | None = None  # another's revision, first seen at
-        self._renewed = True  # did the last renewal work (else retry sooner)
+        self._term = Term(ttl, self.clock)
 
     @property
     def renew_every(self) -> float:
-        return self.ttl / 3
+        return self._term.renew_every
 
     @property
     def held(self) -> bool:
         """Whether our term lasts by our own monotonic clock (no KV read)."""
-        return self._deadline is not None and self.clock.monotonic() < self._deadline
+        return self._term.held
 
     @property
     def token(self) -> int | None:
         """The fencing token of our term while :attr:`held`, else None."""
-        return self._token if self.held else None
+        return self._term.token if self.held else None
 
     async def acquire(self) -> bool:
         """Take the lease if free, released, stale, or ours; True when we hold it."""
@@ -122,21 +118,21 @@ class Lease:
             else:
                 current = _decode(entry.value)
                 mine = current.get("holder") == self.holder
-                if mine and self.held and entry.revision == self._revision:
+                if mine and self.held and entry.revision == self._term.revision:
                     return await self.renew()
                 free = mine or current.get("released") is True
-                if not free and not self._stale(entry.revision or 0, observed, current):
+                if not free and not self._term.stale(entry.revision or 0, observed, current):
                     return False
                 sent = self.clock.monotonic()
                 revision = await self.kv.update(self.name, self._value(), last=entry.revision)
         except KeyWrongLastSequenceError:  # someone else wrote first
             return False
-        self._took(revision, sent, new_term=True)
+        self._term.took(revision, sent, new_term=True)
         return True
 
     async def renew(self) -> bool:
         """Extend our term with a compare-and-set of our last revision."""
-        if self._revision is None:
+        if self._term.revision is None:
             return False
         sent = self.clock.monotonic()
         if not self.held:
@@ -144,17 +140,17 @@ class Lease:
             return False
         try:
             revision = await self.kv.update(
-                self.name, self._value(term=self._token), last=self._revision
+                self.name, self._value(term=self._term.token), last=self._term.revision
             )
         except KeyWrongLastSequenceError:
             self._lost("taken by another holder")
             return False
-        self._took(revision, sent, new_term=False)
+        self._term.took(revision, sent, new_term=False)
         return True
 
     async def release(self) -> None:
         """Give the lease up at once so a successor need not wait for the TTL."""
-        revision = self._revision
+        revision = self._term.revision
         if revision is None:
             return
         self._lost("released")  # first: no fence passes from here on
@@ -180,9 +176,9 @@ class Lease:
             raise LeaseLost(f"lease {self.name}: entry gone") from None
         except Exception as exc:  # cannot prove we hold it: do not act
             raise LeaseLost(f"lease {self.name}: cannot verify ({type(exc).__name__})") from exc
-        if entry.revision != self._revision:
+        if entry.revision != self._term.revision:
             current = _decode(entry.value or b"")
-            ours = current.get("holder") == self.holder and current.get("term") == self._token
+            ours = current.get("holder") == self.holder and current.get("term") == self._term.token
             if not ours:
                 self._lost(f"revision {entry.revision} is not our term's")
                 raise LeaseLost(f"lease {self.name}: held by {current.get('holder')!r} now")
@@ -217,16 +213,17 @@ class Lease:
         try:
             while True:
                 if not await self._try(self.acquire):
-                    await self.clock.sleep(self._until_take(poll_every))
+                    await self.clock.sleep(self._term.until_take(poll_every))
                     continue
-                log.info("lease %s taken by %s (token %s)", self.name, self.holder, self._token)
+                term = self._term.token
+                log.info("lease %s taken by %s (token %s)", self.name, self.holder, term)
                 task = asyncio.create_task(work(), name=f"lease:{self.name}")
                 try:
                     while not task.done() and self.held:
-                        await self.clock.sleep(self._until_renewal(poll_every))
+                        await self.clock.sleep(self._term.until_renewal(poll_every))
                         if task.done() or not self.held:
                             break
-                        self._renewed = await self._try(self.renew)
+                        self._term.renewed = await self._try(self.renew)
                     if task.done():
                         error = None if task.cancelled() else task.exception()
                         if not isinstance(error, LeaseLost):
@@ -251,36 +248,12 @@ class Lease:
             log.info("lease %s: %s failed: %s", self.name, step.__name__, type(exc).__name__)
             return False
 
-    def _stale(self, revision: int, observed: float, current: dict[str, Any]) -> bool:
-        """Has this revision of another holder stood unchanged for a full TTL, by our clock?"""
-        if self._seen is None or self._seen[0] != revision:
-            self._seen = (revision, observed)
-            return False
-        return observed - self._seen[1] >= self._wait(current)
-
-    def _wait(self, current: dict[str, Any]) -> float:
-        theirs = current.get("ttl")
-        if isinstance(theirs, int | float) and math.isfinite(theirs) and theirs > 0:
-            return max(self.ttl, float(theirs))
-        return self.ttl
-
-    def _until_take(self, poll_every: float) -> float:
-        if self._seen is None:
-            return poll_every
-        left = self._seen[1] + self.ttl - self.clock.monotonic()
-        return min(poll_every, left) if left > 0 else poll_every
-
-    def _until_renewal(self, poll_every: float) -> float:
-        step = self.renew_every if self._renewed else poll_every
-        left = (self._deadline or 0.0) - self.clock.monotonic()
-        return max(0.0, min(step, left))
-
     def _current(self, when: str) -> int:
-        if self._token is None or not self.held:
-            if self._token is not None:
+        if self._term.token is None or not self.held:
+            if self._term.token is not None:
                 self._lost(f"its deadline passed {when}")
             raise LeaseLost(f"lease {self.name}: not held by {self.holder} ({when})")
-        return self._token
+        return self._term.token
 
     def _value(self, *, term: int | None = None) -> bytes:
         value: dict[str, Any] = {
@@ -293,21 +266,9 @@ class Lease:
             value["term"] = term
         return json.dumps(value).encode()
 
-    def _took(self, revision: int, sent: float, *, new_term: bool) -> None:
-        self._revision = revision
-        if new_term or self._token is None:
-            self._token = revision
-        # Stop a third of the TTL early, so our acts end before anyone may take over.
-        self._deadline = sent + self.ttl - self.renew_every
-        self._seen = None
-        self._renewed = True
-
     def _lost(self, why: str) -> None:
-        if self._revision is not None:
+        if self._term.end():
             log.info("lease %s: %s: %s", self.name, self.holder, why)
-        self._revision = None
-        self._token = None
-        self._deadline = None
 
 
 def _decode(raw: bytes) -> dict[str, Any]:

@@ -29,7 +29,7 @@ HANDLER_BUCKETS = (
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 
-# Labels of the per-subject series: bounded (see :mod:`.metriclabels`), never the subject.
+# Labels of the per-subject series: bounded (see :mod:`._metriclabels`), never the subject.
 SUBJECT_LABELS = ("service", "family", "category", "type")
 # Distinct error class names kept in ``csfabric_dlq``; more are counted as ``other``.
 DLQ_REASON_CAP = 32

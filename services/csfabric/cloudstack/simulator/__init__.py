@@ -1,8 +1,16 @@
 """An API-faithful CloudStack simulator: ``/client/api`` with CloudStack's shapes and errors.
 
-Public surface: :class:`Simulator` (aiohttp app, ``dispatch`` as in-process transport),
-:class:`World` (deterministic from a seed; ``World.demo(seed)`` for the demo world),
-:class:`ApiError`, and the request-signing helpers.
+The room: :class:`Simulator` (aiohttp app, ``dispatch`` as in-process transport),
+:class:`World` (deterministic from a seed; ``World.demo(seed)`` for the demo world), the
+simulated commands (``commands/``, one module per resource family), async jobs, fault
+injection, and the event feeds it emits the way CloudStack does (webhook, RabbitMQ, Kafka).
+
+It must not know the fabric's services, its bus or the client it is tested with: it
+imitates CloudStack from the outside, so the client cannot lean on anything but the wire.
+
+This module is the door: import these names from ``csfabric.cloudstack.simulator``,
+never from its ``_private`` modules.  :class:`ApiError` is CloudStack's error answer,
+outside the fabric's error tree (see :mod:`csfabric.kernel.errors`).
 """
 
 from csfabric.cloudstack.simulator._errors import ApiError
@@ -21,7 +29,7 @@ from csfabric.cloudstack.simulator._feeds import (
     WebhookSink,
 )
 from csfabric.cloudstack.simulator._server import KEYS_FILE, Simulator
-from csfabric.cloudstack.simulator._signing import canonical, signature, verify_request
+from csfabric.cloudstack.simulator._signing import canonical, signature
 from csfabric.cloudstack.simulator._world import World
 
 __all__ = [
@@ -41,5 +49,4 @@ __all__ = [
     "parse_latency",
     "parse_throttle",
     "signature",
-    "verify_request",
 ]

@@ -12,7 +12,7 @@ held, so a later message of the same resource never overtakes a failing one (a n
 would let it).  "NATS is away" (:class:`TransientError`) is retried for as long as it lasts
 (back-pressure: the queue fills, nothing is dropped); any other error ``max_attempts``
 times in all, then the message is dead-lettered and acked.  It is acked only once handled
-or its dead letter is stored; acks go out once per loop turn (:class:`~._acks.InOrderAcks`).
+or its dead letter is stored; acks go out once per loop turn (:class:`~.amqp_acks.InOrderAcks`).
 
 Why aio-pika and not FastStream's RabbitBroker: this feed needs exactly three things —
 the exchange/queue/bindings declared from settings at runtime, manual ack/nack around an
@@ -39,7 +39,7 @@ from aio_pika.abc import (
 )
 
 from csfabric.cloudstack import NativeMessage
-from csfabric.ingest.feeds._acks import InOrderAcks
+from csfabric.ingest.feeds.amqp_acks import InOrderAcks
 from csfabric.ingest.handlers import Pipeline
 from csfabric.ingest.settings import IngestSettings
 from csfabric.kernel import TransientError

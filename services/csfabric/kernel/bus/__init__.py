@@ -1,9 +1,24 @@
-"""TODO: what csfabric.kernel.bus is."""
+"""The bus: the fabric's one NATS connection and everything that moves events on it.
 
-from csfabric.kernel.bus._connection import MSG_ID, Bus, StreamFullError, retry_broker
+The room: :class:`Bus` (publishing with ``Nats-Msg-Id`` dedupe, KV buckets, retrying a
+broker that is briefly away), the durable pull :class:`Consumer` with its delivery rules
+(ack, nak with backoff, dead letter), dead letters and their subjects, the streams the
+fabric declares, and the stream watch that reports fill.
+
+It must not know policies, leases, the ledger, Kafka or any service: it sits just above the
+kernel's foundations (errors, clock, logs, tracing, envelope) and below every other kernel
+part (the kernel layers contract).
+
+This module is the door: import these names from ``csfabric.kernel.bus``, never from its
+``_private`` modules (import-linter's "Door: csfabric.kernel.bus").  Its one error,
+:class:`StreamFullError`, is drawn in the tree in :mod:`csfabric.kernel.errors`.
+"""
+
+from csfabric.kernel.bus._connection import MSG_ID, Bus, StreamFullError
 from csfabric.kernel.bus._consumer import Consumer, ConsumerOptions, Delivery, Handler, raw_bytes
 from csfabric.kernel.bus._delivery import backoff
 from csfabric.kernel.bus._dlq import DeadLetter, dlq_subject
+from csfabric.kernel.bus._retry import retry_broker
 from csfabric.kernel.bus._streams import STREAMS, ensure_streams
 from csfabric.kernel.bus._streamwatch import StreamWatch, fill_ratio
 

@@ -13,19 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import nats
 from nats.aio.client import Client
-from nats.errors import ConnectionClosedError, NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, PubAck, StorageType
 from nats.js.errors import (
     BucketNotFoundError,
-    NoStreamResponseError,
     ServiceUnavailableError,
-    TooManyStalledMsgsError,
 )
 from nats.js.kv import KeyValue
 from opentelemetry import context as otel_context
@@ -38,6 +34,8 @@ from csfabric.kernel._envelope import CloudEvent, subject_for
 from csfabric.kernel._ops import Metrics
 from csfabric.kernel._settings import FabricSettings, StreamLimits
 from csfabric.kernel._tracing import extract_context, get_tracer, inject_span, records
+from csfabric.kernel.bus._retry import RETRYABLE as _RETRYABLE
+from csfabric.kernel.bus._retry import T, retry_broker
 from csfabric.kernel.bus._streams import ensure_streams
 from csfabric.kernel.errors import PermanentError, TransientError
 
@@ -46,22 +44,7 @@ log = logging.getLogger(__name__)
 MSG_ID = "Nats-Msg-Id"
 # Room left in max_payload for the headers of a message.
 _HEADER_ROOM = 8192
-_RETRYABLE = (
-    NatsTimeoutError,
-    TimeoutError,
-    NoRespondersError,
-    # js.publish re-raises NoRespondersError as this: a stream between leaders.
-    NoStreamResponseError,
-    ServiceUnavailableError,
-    ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.StaleConnectionError,
-    nats.errors.OutboundBufferLimitError,
-    TooManyStalledMsgsError,
-)
 
-
-T = TypeVar("T")
 
 # What JetStream answers (503, err_code 10077) when a DiscardPolicy.NEW stream is at a limit.
 _FULL = ("maximum bytes exceeded", "maximum messages exceeded", "maximum messages per subject")
@@ -77,29 +60,6 @@ class StreamFullError(TransientError):
 
 def _stream_full(exc: ServiceUnavailableError) -> bool:
     return any(text in (exc.description or "") for text in _FULL)
-
-
-async def retry_broker(
-    call: Callable[[], Awaitable[T]], *, what: str, attempts: int = 12, failed: int = 0
-) -> T:
-    """Await ``call()`` again while NATS is briefly away (a restart, a leader election).
-
-    Backoff doubles from 0.1 s to 2 s, so the default 12 attempts ride out ~15 s — longer
-    than a JetStream leader election — before giving up with a :class:`TransientError`.
-    This is transport backoff against a real socket, so it sleeps in wall time.
-    ``failed`` attempts were made already by the caller (and waited for).
-    """
-    delay = min(0.1 * 2**failed, 2.0)
-    for attempt in range(failed + 1, attempts + 1):
-        try:
-            return await call()
-        except _RETRYABLE as exc:
-            if attempt == attempts:
-                raise TransientError(f"{what}: NATS unavailable after {attempts} attempts") from exc
-            log.debug("%s: attempt %d failed (%s), retrying", what, attempt, type(exc).__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
 
 
 class Bus:

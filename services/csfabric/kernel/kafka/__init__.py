@@ -1,5 +1,9 @@
 """The Kafka bridge, both directions, with the backbone's CloudEvents envelope.
 
+It must not know policies (kafka and policy are independent siblings in the kernel layers
+contract), any service, or CloudStack.  This module is the door: import these names from
+``csfabric.kernel.kafka``, never from its ``_private`` modules.
+
 In (:class:`KafkaToNats`): offsets are committed only after every JetStream publish of a
 fetched batch was acknowledged, so a restart loses nothing, and what it reads twice the
 duplicate window drops (``Nats-Msg-Id`` = event id).  Records that are not CloudEvents go to

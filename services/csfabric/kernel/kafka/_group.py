@@ -1,6 +1,6 @@
 """A Kafka consumer-group member that commits only what its handler has finished.
 
-Shared by the kernel's bridge in (:class:`~.inbound.KafkaToNats`, CloudEvents) and ingest's
+Shared by the kernel's bridge in (:class:`~._inbound.KafkaToNats`, CloudEvents) and ingest's
 CloudStack feed (native bodies): in each fetched batch the records of one key (one
 resource) are handled in offset order, the keys of a partition and the partitions
 concurrently — so the JetStream publishes of a partition are in flight together, not one

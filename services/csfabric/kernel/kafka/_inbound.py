@@ -1,7 +1,7 @@
 """Kafka topics → JetStream: commit only after the JetStream publish is acknowledged.
 
 A record that is not a valid CloudEvent (or cannot be written as one) is dead-lettered at
-once, in the consumer span of its record; the group loop (:mod:`.group`) dead-letters a
+once, in the consumer span of its record; the group loop (:mod:`._group`) dead-letters a
 record whose handling kept failing otherwise, after its bounded attempts.
 """
 

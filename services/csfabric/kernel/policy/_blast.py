@@ -27,12 +27,11 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSe
 from nats.js.kv import KeyValue
 
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.errors import TransientError
+from csfabric.kernel.policy.errors import BlastStateUnavailable
 
 __all__ = [
     "BLAST_BUCKET",
     "BLAST_TTL",
-    "BlastStateUnavailable",
     "BlastWindows",
     "KvBlastWindows",
     "MemoryBlastWindows",
@@ -49,10 +48,6 @@ BLAST_TTL = timedelta(days=366)
 # concurrent writers a check needs at most W attempts; past this the gate refuses.
 ATTEMPTS = 64
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class BlastStateUnavailable(TransientError):
-    """The shared window could not be read or written; the action must not go ahead."""
 
 
 class _Verdict(Protocol):

@@ -1,6 +1,6 @@
 """What a service asks before it acts: may policy P act on this resource now?
 
-:class:`ActionGate` answers from a :class:`~.policywatch.PolicyWatcher`'s live view (no
+:class:`ActionGate` answers from a :class:`~._watch.PolicyWatcher`'s live view (no
 network call per action, except one compare-and-set on the shared blast-radius window of
 a policy that has one) with a :class:`GateDecision`; all of its branching is the pure
 :func:`decide`, so it is tested without a broker or a clock.
@@ -17,10 +17,11 @@ from typing import Literal
 from csfabric.kernel._audit import Outcome
 from csfabric.kernel._clock import Clock
 from csfabric.kernel._durations import format_duration
-from csfabric.kernel.policy._blast import BlastStateUnavailable, BlastWindows, KvBlastWindows
+from csfabric.kernel.policy._blast import BlastWindows, KvBlastWindows
 from csfabric.kernel.policy._model import PolicyBase
 from csfabric.kernel.policy._read import GlobalPause
 from csfabric.kernel.policy._watch import PolicyWatcher
+from csfabric.kernel.policy.errors import BlastStateUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def decide(
 class ActionGate:
     """Checks every action of a service against its policies, live.
 
-    Blast-radius windows are shared (:mod:`.blast`): every replica and every restart of
+    Blast-radius windows are shared (:mod:`._blast`): every replica and every restart of
     every service counts against the same window of a policy, so ``max`` holds for the
     whole policy.  When that shared state cannot be seen, an action under a blast radius
     is refused ("blast-radius state unavailable"); actions without one need no network.

@@ -22,30 +22,9 @@ from yaml.nodes import Node
 from csfabric.kernel.errors import ConfigError
 from csfabric.kernel.policy._diagnostics import describe, duplicate_keys, field_path, locate, show
 from csfabric.kernel.policy._model import Metadata, PolicyDocument, document_model, known_kinds
+from csfabric.kernel.policy.errors import PolicyLoadError, PolicyProblem
 
 _SUFFIXES = (".yaml", ".yml")
-
-
-@dataclass(frozen=True)
-class PolicyProblem:
-    file: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
-
-
-class PolicyLoadError(ConfigError):
-    """Some policies are invalid; ``problems`` lists every one, in file and line order."""
-
-    def __init__(self, problems: Sequence[PolicyProblem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 @dataclass(frozen=True)
@@ -208,8 +187,6 @@ def _missing_kind() -> str:
 
 __all__ = [
     "LoadedPolicy",
-    "PolicyLoadError",
-    "PolicyProblem",
     "load_policies",
     "parse_policy_text",
 ]

@@ -4,7 +4,7 @@
 payload of each message in the history stream ``CSFABRIC_POLICIES`` (subject
 ``csfabric.policy.<kind>.<name>``); :class:`GlobalPause` is the kill switch under
 ``_global.pause``.  :class:`PolicyReader` answers "what is stored now / what was version
-N"; the writer (:mod:`.policystore`) and the live view (:mod:`.gate`) build on these.
+N"; the writer (:mod:`._store`) and the live view (:mod:`._gate`) build on these.
 """
 
 from __future__ import annotations

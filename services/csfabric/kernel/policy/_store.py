@@ -24,7 +24,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from csfabric.kernel._audit import Auditor
 from csfabric.kernel._control import new_command_id, publish_control
 from csfabric.kernel.bus import Bus
-from csfabric.kernel.errors import ConfigError, TransientError
+from csfabric.kernel.errors import ConfigError
 from csfabric.kernel.policy._model import PolicyDocument
 from csfabric.kernel.policy._read import (
     GLOBAL_PAUSE_KEY,
@@ -38,6 +38,7 @@ from csfabric.kernel.policy._read import (
     unified_diff,
 )
 from csfabric.kernel.policy._watch import PolicyWatcher
+from csfabric.kernel.policy.errors import PolicyConflictError
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,6 @@ class Change:
     @property
     def key(self) -> str:
         return f"{self.kind}.{self.name}"
-
-
-class PolicyConflictError(TransientError):
-    """Someone else changed a policy between our read and our write; nothing was applied."""
 
 
 @dataclass
@@ -234,7 +231,7 @@ class PolicyStore(PolicyReader):
         return change
 
     async def pause_all(self, operator: str) -> GlobalPause:
-        """The kill switch: every :class:`~.gate.ActionGate` refuses to act until resumed."""
+        """The kill switch: every :class:`~._gate.ActionGate` refuses to act until resumed."""
         return await self._set_global(True, operator)
 
     async def resume_all(self, operator: str) -> GlobalPause:
@@ -289,7 +286,6 @@ __all__ = [
     "Change",
     "ChangeType",
     "GlobalPause",
-    "PolicyConflictError",
     "PolicyStore",
     "PolicyWatcher",
     "StoredPolicy",

@@ -1,6 +1,16 @@
-"""The simulated API commands, one module per resource family; importing this package
-registers every command with :mod:`csfabric.cloudstack.simulator._registry`."""
+"""The simulated API commands, one module per resource family.
 
-from csfabric.cloudstack.simulator.commands import _core, _projects, _snapshots, _storage, _vms
+Importing this package registers every command with the simulator's registry (``_registry``);
+that is all it is for, so it exports nothing.  The commands must not know the HTTP server
+or the feeds: each gets the world's state and parameters and returns CloudStack's answer.
+"""
 
-__all__ = ["_core", "_projects", "_snapshots", "_storage", "_vms"]
+from csfabric.cloudstack.simulator.commands import (  # noqa: F401  (importing registers them)
+    _core,
+    _projects,
+    _snapshots,
+    _storage,
+    _vms,
+)
+
+__all__: list[str] = []
