@@ -204,6 +204,7 @@ class PathResult:
     checks: dict[str, int] = field(default_factory=dict)
     ratio_to_raw: float | None = None
     error: str | None = None
+    memory: dict[str, Any] = field(default_factory=dict)
     client_cpu: float = 0.0
     server_cpu: float = 0.0
 
@@ -230,7 +231,9 @@ def print_table(title: str, rows: Sequence[PathResult], publish: PathResult | No
     from rich.table import Table
 
     table = Table(title=title)
-    columns = ("path", "what", "events/s", "seconds", "ratio to raw", "µs CPU/event py|srv")
+    columns = (
+        "path", "what", "events/s", "seconds", "ratio to raw", "µs CPU/event py|srv", "RSS MiB",
+    )  # fmt: skip
     for column in (*columns, "check"):
         table.add_column(column, justify="left" if column in ("path", "what", "check") else "right")
     for row in ([publish] if publish else []) + list(rows):
@@ -239,13 +242,74 @@ def print_table(title: str, rows: Sequence[PathResult], publish: PathResult | No
         n = max(row.events, 1)
         cpu = f"{1e6 * row.client_cpu / n:.0f} | {1e6 * row.server_cpu / n:.0f}"
         rate, seconds = f"{row.rate:,.0f}", f"{row.seconds:.2f}"
-        table.add_row(row.key, row.label, rate, seconds, ratio, cpu, check)
+        mem = row.memory
+        rss = f"{mem['rss_mb_start']:.0f}→{mem['rss_mb_end']:.0f}" if mem else ""
+        table.add_row(row.key, row.label, rate, seconds, ratio, cpu, rss, check)
     Console(width=max(120, Console().width)).print(table)
 
 
 def write_json(path: Path, body: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(body, indent=2) + "\n")
+
+
+def rss_mb() -> float:
+    """Resident set size of this process (Linux ``/proc``), in MiB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+
+class MemoryCurve:
+    """RSS and live Python blocks against events handled, sampled every ``interval`` s.
+
+    A path whose memory grows with the events it handled leaks (or buffers without
+    bound); flat means the per-event state is released.  RSS alone could hide a slow leak
+    in memory the allocator already holds, so ``sys.getallocatedblocks()`` (objects alive)
+    is sampled too.  ``progress`` is the path's own counter, set once it has one.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self.points: list[tuple[float, int, float, int]] = []  # (s, handled, RSS MiB, blocks)
+        self.progress: Callable[[], int] = lambda: 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.points.clear()
+        self._task = asyncio.create_task(self._sample(time.perf_counter()))
+
+    async def _sample(self, began: float) -> None:
+        while True:
+            now = round(time.perf_counter() - began, 2)
+            self.points.append((now, self.progress(), rss_mb(), sys.getallocatedblocks()))
+            await asyncio.sleep(self.interval)
+
+    async def stop(self) -> dict[str, Any]:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        last = self.points[-1][0] if self.points else 0.0
+        self.points.append((last, self.progress(), rss_mb(), sys.getallocatedblocks()))
+        rss = [p[2] for p in self.points]
+        blocks = [p[3] for p in self.points]
+        # Growth between the first and last quarter of the run, not start-up allocation.
+        quarter = max(1, len(rss) // 4)
+        return {
+            "rss_mb_start": round(rss[0], 1),
+            "rss_mb_max": round(max(rss), 1),
+            "rss_mb_end": round(rss[-1], 1),
+            "rss_mb_growth_q1_q4": round(
+                sum(rss[-quarter:]) / quarter - sum(rss[:quarter]) / quarter, 1
+            ),
+            "blocks_start": blocks[0],
+            "blocks_max": max(blocks),
+            "blocks_end": blocks[-1],
+            # At most ~20 points in the JSON: the shape, not every sample.
+            "curve": [
+                [t, n, round(mb, 1), b]
+                for t, n, mb, b in self.points[:: max(1, len(self.points) // 20)]
+            ],
+        }
 
 
 @dataclass
@@ -256,6 +320,7 @@ class Ctx:
     provider: TracerProvider
     js: JetStreamContext  # the setup connection: polls consumer state for every path
     watch: Stopwatch
+    memory: MemoryCurve = field(default_factory=MemoryCurve)
 
 
 async def finish(ctx: Ctx, durable: str) -> dict[str, int]:

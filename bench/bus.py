@@ -48,7 +48,13 @@ from _common import (
 )
 from csfabric.kernel import CloudEvent
 from csfabric.kernel._audit import Auditor, AuditRecord, audit_id
-from csfabric.kernel._tracing import current_trace_id, setup_tracing, telemetry_middleware
+from csfabric.kernel._tracing import (
+    current_trace_id,
+    sample_ratio,
+    set_sample_ratio,
+    setup_tracing,
+    telemetry_middleware,
+)
 from csfabric.kernel.bus import MSG_ID, Bus, Consumer, ConsumerOptions, Delivery
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -79,6 +85,7 @@ async def raw_path(ctx: Ctx, key: str, label: str, batch: int = 256, depth: int 
     subject = f"csfabric.audit.bench-{key}"
     slots = asyncio.Semaphore(depth)
     done = 0
+    ctx.memory.progress = lambda: done
 
     async def settle(msgs: list[Any]) -> None:
         nonlocal done
@@ -121,9 +128,25 @@ async def raw_path(ctx: Ctx, key: str, label: str, batch: int = 256, depth: int 
 
 
 async def kernel_path(
-    ctx: Ctx, key: str, label: str, batch: int = 128, workers: int = 64
+    ctx: Ctx, key: str, label: str, batch: int = 128, workers: int = 64, sample: float = 1.0
 ) -> PathResult:
-    """csfabric's Consumer: envelope parse, CONSUMER span, handler, one audit record, ack."""
+    """csfabric's Consumer: envelope parse, CONSUMER span, handler, one audit record, ack.
+
+    ``sample`` is the fabric's trace sampling ratio (``CSFABRIC_TRACE_SAMPLE``) for the
+    path: 1 traces every event; below 1 the rule of the tracing module keeps that share
+    of traces (by trace id), and every failure and CloudStack call whatever the ratio.
+    """
+    previous_ratio = sample_ratio()
+    set_sample_ratio(sample)
+    try:
+        return await _kernel_path(ctx, key, label, batch, workers, sample)
+    finally:
+        set_sample_ratio(previous_ratio)
+
+
+async def _kernel_path(
+    ctx: Ctx, key: str, label: str, batch: int, workers: int, sample: float
+) -> PathResult:
     bus = await Bus.connect(ctx.url, service="bench", create_streams=False)
     auditor = Auditor(bus)
 
@@ -139,6 +162,7 @@ async def kernel_path(
     durable = f"bench-{key}"
     options = ConsumerOptions(stream=EVENTS, batch=batch, max_workers=workers)
     consumer = Consumer(bus, EVENT_SUBJECT, durable, handle, options)
+    ctx.memory.progress = lambda: consumer.handled
     ctx.watch.start()
     try:
         await consumer.start()
@@ -154,7 +178,7 @@ async def kernel_path(
         await consumer.stop()
         await bus.close()
     checks.update(handled=consumer.handled, dead_lettered=consumer.dead_lettered)
-    settings = {"batch": batch, "max_workers": workers, "tracing": True}
+    settings = {"batch": batch, "max_workers": workers, "tracing": True, "trace_sample": sample}
     return PathResult(key, label, ctx.n, seconds, settings, checks)
 
 
@@ -170,6 +194,7 @@ async def faststream_path(
     durable = f"bench-{key}"
     subject = f"csfabric.audit.bench-{key}"
     handled = 0
+    ctx.memory.progress = lambda: handled
 
     @broker.subscriber(
         EVENT_SUBJECT,
@@ -212,6 +237,10 @@ PATHS: dict[str, tuple[str, PathFn]] = {
     "raw": ("(a) nats-py fetch(256), publish_async, ack", raw_path),
     "kernel-w1": ("(b) Consumer batch=128 workers=1", partial(kernel_path, workers=1)),
     "kernel-w64": ("(b) Consumer batch=128 workers=64", kernel_path),
+    "kernel-w64-s10": (
+        "(b) Consumer batch=128 workers=64, 10% of traces",
+        partial(kernel_path, sample=0.1),
+    ),
     "kernel-w256": (
         "(b) Consumer batch=256 workers=256",
         partial(kernel_path, batch=256, workers=256),
@@ -233,10 +262,15 @@ async def run_path(ctx: Ctx, key: str, exporter: CountingExporter) -> PathResult
     before = await stream_messages(ctx.js, AUDIT)
     spans_before = exporter.exported
     gc.collect()
+    ctx.memory.progress = lambda: 0
+    ctx.memory.start()
     try:
         result = await fn(ctx, key, label)
     except BenchError as exc:
         return PathResult(key, label, ctx.n, 0.0, error=str(exc))
+    finally:
+        memory = await ctx.memory.stop()
+    result.memory = memory
     result.client_cpu, result.server_cpu = ctx.watch.client_cpu, ctx.watch.server_cpu
     ctx.provider.force_flush()
     result.checks["results_stored"] = await stream_messages(ctx.js, AUDIT) - before

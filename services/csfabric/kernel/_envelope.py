@@ -29,22 +29,6 @@ DEFAULT_MAX_BYTES = 1 << 20
 _TYPE = r"^[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*$"
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
-_CONTEXT_ATTRIBUTES = frozenset(
-    {
-        "specversion",
-        "id",
-        "source",
-        "type",
-        "subject",
-        "time",
-        "datacontenttype",
-        "dataschema",
-        "data",
-        "data_base64",
-        "traceparent",
-        "tracestate",
-    }
-)
 
 
 class CloudEvent(BaseModel):
@@ -83,7 +67,9 @@ class CloudEvent(BaseModel):
 
     @model_validator(mode="after")
     def _extensions_are_valid(self) -> CloudEvent:
-        for name, value in (self.model_extra or {}).items():
+        if not self.__pydantic_extra__:
+            return self
+        for name, value in self.__pydantic_extra__.items():
             if not _EXTENSION_NAME.match(name):
                 raise ValueError(
                     f"extension attribute {quote(name)} must be 1-20 lowercase letters or digits"
@@ -102,15 +88,22 @@ class CloudEvent(BaseModel):
     def trace_id(self) -> str | None:
         return self.traceparent.split("-")[1] if self.traceparent else None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, trace: tuple[str, str | None] | None = None) -> dict[str, Any]:
+        """The JSON object; ``trace`` (traceparent, tracestate) stands in for the event's."""
         body: dict[str, Any] = {
             "specversion": self.specversion,
             "id": self.id,
             "source": self.source,
             "type": self.type,
         }
-        for name in ("subject", "datacontenttype", "dataschema", "traceparent", "tracestate"):
-            value = getattr(self, name)
+        traceparent, tracestate = trace or (self.traceparent, self.tracestate)
+        for name, value in (
+            ("subject", self.subject),
+            ("datacontenttype", self.datacontenttype),
+            ("dataschema", self.dataschema),
+            ("traceparent", traceparent),
+            ("tracestate", tracestate),
+        ):
             if value is not None:
                 body[name] = value
         if self.time is not None:
@@ -120,14 +113,16 @@ class CloudEvent(BaseModel):
             body["data"] = self.data
         return body
 
-    def to_json(self) -> bytes:
+    def to_json(self, trace: tuple[str, str | None] | None = None) -> bytes:
         """Compact UTF-8 JSON; :class:`EnvelopeError` if the event cannot be written.
+
+        ``trace`` writes the event as :meth:`with_trace` would have made it, without the copy.
 
         Validation already refuses what UTF-8 or UTC cannot hold; this also covers ``data``
         built in code (a non-JSON value), so a caller always gets the permanent error.
         """
         try:
-            text = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+            text = json.dumps(self.to_dict(trace), separators=(",", ":"), ensure_ascii=False)
             return text.encode()
         except (UnicodeEncodeError, OverflowError, TypeError, ValueError, RecursionError) as exc:
             why = clip(str(exc), 200, one_line=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -32,6 +33,9 @@ HANDLER_BUCKETS = (
 SUBJECT_LABELS = ("service", "family", "category", "type")
 # Distinct error class names kept in ``csfabric_dlq``; more are counted as ``other``.
 DLQ_REASON_CAP = 32
+
+# Per-event series are looked up by subject through a bounded cache of their children.
+_CHILDREN_CACHED = 4096
 
 ReadinessResult = bool | tuple[bool, str]
 ReadinessCheck = Callable[[], Awaitable[ReadinessResult]]
@@ -82,13 +86,25 @@ class Metrics:
             registry=r,
         )
         self._dlq_reason = CappedLabel(DLQ_REASON_CAP)
+        self._children: dict[tuple[int, str], Any] = {}
+
+    def _child(self, family: Counter | Histogram, subject: str) -> Any:
+        """``family.labels(service, *subject_labels(subject))``, cached: it runs per event."""
+        key = (id(family), subject)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) >= _CHILDREN_CACHED:
+                self._children.clear()
+            child = family.labels(self.service, *subject_labels(subject))
+            self._children[key] = child
+        return child
 
     def event_in(self, subject: str) -> None:
         """Count a consumed message; ``subject`` (or a feed name) becomes bounded labels."""
-        self._events_in.labels(self.service, *subject_labels(subject)).inc()
+        self._child(self._events_in, subject).inc()
 
     def event_out(self, subject: str) -> None:
-        self._events_out.labels(self.service, *subject_labels(subject)).inc()
+        self._child(self._events_out, subject).inc()
 
     def decision(self, outcome: str) -> None:
         self._decisions.labels(self.service, outcome).inc()
@@ -109,7 +125,7 @@ class Metrics:
         self._stream_fill.labels(self.service, stream).set(ratio)
 
     def observe_handler(self, subject: str, seconds: float) -> None:
-        self._handler.labels(self.service, *subject_labels(subject)).observe(seconds)
+        self._child(self._handler, subject).observe(seconds)
 
     def render(self) -> bytes:
         """The registry in Prometheus text exposition format."""

@@ -12,7 +12,7 @@ held, so a later message of the same resource never overtakes a failing one (a n
 would let it).  "NATS is away" (:class:`TransientError`) is retried for as long as it lasts
 (back-pressure: the queue fills, nothing is dropped); any other error ``max_attempts``
 times in all, then the message is dead-lettered and acked.  It is acked only once handled
-or its dead letter is stored.
+or its dead letter is stored; acks go out once per loop turn (:class:`~.amqp_acks.InOrderAcks`).
 
 Why aio-pika and not FastStream's RabbitBroker: this feed needs exactly three things —
 the exchange/queue/bindings declared from settings at runtime, manual ack/nack around an
@@ -39,6 +39,7 @@ from aio_pika.abc import (
 )
 
 from csfabric.cloudstack import NativeMessage
+from csfabric.ingest.feeds.amqp_acks import InOrderAcks
 from csfabric.ingest.handlers import Pipeline
 from csfabric.ingest.settings import IngestSettings
 from csfabric.kernel import TransientError
@@ -83,6 +84,7 @@ class AmqpFeed:
         # resource waits for it, so VM.CREATE Started/Completed reach JetStream in order.
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._inflight: set[asyncio.Task[None]] = set()
+        self._acks = InOrderAcks(self)
 
     async def start(self) -> None:
         url = self.settings.amqp_url
@@ -129,6 +131,7 @@ class AmqpFeed:
         for task in list(self._inflight):
             task.cancel()
         await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self._acks.flush_now()  # what was handled is acked before the channel closes
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()
@@ -138,6 +141,7 @@ class AmqpFeed:
         # Deliveries arrive (and this runs) in queue order; chaining per resource before
         # the first await keeps that order per resource while others run concurrently.
         key = _order_key(message.routing_key)
+        self._acks.arrived(message)
         previous = self._tails.get(key)
         task = asyncio.create_task(self._handle(message, previous), name=f"amqp:{key}")
         self._tails[key] = task
@@ -189,8 +193,7 @@ class AmqpFeed:
             # Wall time, like the bus's own retries: it waits for a server, not the fabric.
             pause = self.retry_pause * 2 ** min(failures - 1, 16)
             await asyncio.sleep(min(self.max_retry_pause, pause))
-        await _settle(message.ack())
-        self.acked += 1
+        self._acks.handled(message)
 
 
 async def start_amqp(
@@ -207,15 +210,6 @@ async def start_amqp(
     )
     await feed.start()
     return feed
-
-
-async def _settle(call: Any) -> None:
-    try:
-        await call
-    except Exception as exc:
-        # The channel this delivery came on is gone (broker restart, stop): RabbitMQ
-        # requeues the message itself, and the duplicate window absorbs the replay.
-        log.info("amqp ack/nack not sent (%r); the broker will redeliver", exc)
 
 
 def _order_key(routing_key: str | None) -> str:

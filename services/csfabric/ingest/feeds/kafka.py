@@ -1,9 +1,9 @@
 """CloudStack's Kafka feed: consumer group, commit only after every record was stored.
 
 CloudStack's Kafka plugin sends the bare event body (key: the resource uuid, or null).  Each
-fetched batch goes through :meth:`Pipeline.ingest` partition by partition, in offset order
-(partitions concurrently), and the offsets are committed only after that — the kernel's
-:class:`~csfabric.kernel.kafka.CommitAfterHandling`, which the kernel's Kafka bridge
+fetched batch goes through :meth:`Pipeline.ingest` in offset order per key (the resource
+uuid; keys and partitions concurrently), and the offsets are committed only after that —
+the kernel's :class:`~csfabric.kernel.kafka.CommitAfterHandling`, which its Kafka bridge
 uses too (for CloudEvents; these are CloudStack's native bodies).  A body that cannot be
 parsed is dead-lettered by the pipeline at once; a record whose handling fails otherwise is
 retried ``kafka_max_attempts`` times and then dead-lettered, while "NATS is away" only

@@ -14,10 +14,11 @@ This module is the door: import these names from ``csfabric.kernel.bus``, never 
 :class:`StreamFullError`, is drawn in the tree in :mod:`csfabric.kernel.errors`.
 """
 
-from csfabric.kernel.bus._connection import MSG_ID, Bus, StreamFullError, retry_broker
+from csfabric.kernel.bus._connection import MSG_ID, Bus, StreamFullError
 from csfabric.kernel.bus._consumer import Consumer, ConsumerOptions, Delivery, Handler, raw_bytes
 from csfabric.kernel.bus._delivery import backoff
 from csfabric.kernel.bus._dlq import DeadLetter, dlq_subject
+from csfabric.kernel.bus._retry import retry_broker
 from csfabric.kernel.bus._streams import STREAMS, ensure_streams
 from csfabric.kernel.bus._streamwatch import StreamWatch, fill_ratio
 

@@ -13,28 +13,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import nats
 from nats.aio.client import Client
-from nats.errors import ConnectionClosedError, NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, PubAck, StorageType
 from nats.js.errors import (
     BucketNotFoundError,
-    NoStreamResponseError,
     ServiceUnavailableError,
-    TooManyStalledMsgsError,
 )
 from nats.js.kv import KeyValue
-from opentelemetry.trace import SpanKind
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from csfabric.kernel._clock import Clock, RealClock
 from csfabric.kernel._envelope import CloudEvent, subject_for
 from csfabric.kernel._ops import Metrics
 from csfabric.kernel._settings import FabricSettings, StreamLimits
-from csfabric.kernel._tracing import extract_context, get_tracer, inject_headers
+from csfabric.kernel._tracing import extract_context, get_tracer, inject_span, records
+from csfabric.kernel.bus._retry import RETRYABLE as _RETRYABLE
+from csfabric.kernel.bus._retry import T, retry_broker
 from csfabric.kernel.bus._streams import ensure_streams
 from csfabric.kernel.errors import PermanentError, TransientError
 
@@ -43,22 +44,7 @@ log = logging.getLogger(__name__)
 MSG_ID = "Nats-Msg-Id"
 # Room left in max_payload for the headers of a message.
 _HEADER_ROOM = 8192
-_RETRYABLE = (
-    NatsTimeoutError,
-    TimeoutError,
-    NoRespondersError,
-    # js.publish re-raises NoRespondersError as this: a stream between leaders.
-    NoStreamResponseError,
-    ServiceUnavailableError,
-    ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.StaleConnectionError,
-    nats.errors.OutboundBufferLimitError,
-    TooManyStalledMsgsError,
-)
 
-
-T = TypeVar("T")
 
 # What JetStream answers (503, err_code 10077) when a DiscardPolicy.NEW stream is at a limit.
 _FULL = ("maximum bytes exceeded", "maximum messages exceeded", "maximum messages per subject")
@@ -74,26 +60,6 @@ class StreamFullError(TransientError):
 
 def _stream_full(exc: ServiceUnavailableError) -> bool:
     return any(text in (exc.description or "") for text in _FULL)
-
-
-async def retry_broker(call: Callable[[], Awaitable[T]], *, what: str, attempts: int = 12) -> T:
-    """Await ``call()`` again while NATS is briefly away (a restart, a leader election).
-
-    Backoff doubles from 0.1 s to 2 s, so the default 12 attempts ride out ~15 s — longer
-    than a JetStream leader election — before giving up with a :class:`TransientError`.
-    This is transport backoff against a real socket, so it sleeps in wall time.
-    """
-    delay = 0.1
-    for attempt in range(1, attempts + 1):
-        try:
-            return await call()
-        except _RETRYABLE as exc:
-            if attempt == attempts:
-                raise TransientError(f"{what}: NATS unavailable after {attempts} attempts") from exc
-            log.debug("%s: attempt %d failed (%s), retrying", what, attempt, type(exc).__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
 
 
 class Bus:
@@ -178,19 +144,55 @@ class Bus:
         """
         carried = dict(headers or {})
         parent = extract_context(carried) if "traceparent" in carried else None
-        with self._tracer.start_as_current_span(
-            f"{subject} publish", context=parent, kind=SpanKind.PRODUCER
-        ):
-            return await self._send(subject, payload, msg_id, inject_headers(carried))
+        if not records(parent):  # dropped by the sampling rule: pass the trace on as it is
+            span = trace.get_current_span(parent)
+            return await self._send(subject, payload, msg_id, inject_span(carried, span))
+        span = self._tracer.start_span(f"{subject} publish", parent, SpanKind.PRODUCER)
+        return await self._traced(span, parent, subject, payload, msg_id, carried)
 
     async def publish_event(self, event: CloudEvent, subject: str | None = None) -> PubAck:
         """Publish a CloudEvent with its id as ``Nats-Msg-Id`` and the current trace context."""
         target = subject or subject_for(event)
-        with self._tracer.start_as_current_span(f"{target} publish", kind=SpanKind.PRODUCER):
-            headers = inject_headers({})
-            if event.traceparent is None and "traceparent" in headers:
-                event = event.with_trace(headers["traceparent"], headers.get("tracestate"))
-            return await self._send(target, event.to_json(), event.id, headers)
+        traced = records(None)
+        if traced:
+            span = self._tracer.start_span(f"{target} publish", kind=SpanKind.PRODUCER)
+        else:  # dropped by the sampling rule: the current trace (if any) goes on as it is
+            span = trace.get_current_span()
+        headers = inject_span({}, span)
+        trace_ctx = None  # the event takes the current trace unless it carries its own
+        if event.traceparent is None and "traceparent" in headers:
+            trace_ctx = (headers["traceparent"], headers.get("tracestate"))
+        try:
+            payload = event.to_json(trace_ctx)
+        except BaseException:
+            if traced:
+                span.end()
+            raise
+        if not traced:
+            return await self._send(target, payload, event.id, headers)
+        return await self._traced(span, None, target, payload, event.id, headers)
+
+    async def _traced(
+        self,
+        span: Span,
+        parent: Context | None,
+        subject: str,
+        payload: bytes,
+        msg_id: str | None,
+        headers: dict[str, str],
+    ) -> PubAck:
+        """``_send`` with ``span`` current (what ``start_as_current_span`` did, for less)."""
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        try:
+            return await self._send(subject, payload, msg_id, inject_span(headers, span))
+        except Exception as exc:
+            if span.is_recording():
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            otel_context.detach(token)
+            span.end()
 
     async def _send(
         self, subject: str, payload: bytes, msg_id: str | None, headers: dict[str, str]
@@ -215,7 +217,15 @@ class Bus:
                     raise StreamFullError(f"publish {subject}: {exc.description}") from exc
                 raise
 
-        ack: PubAck = await self.retry(send, what=f"publish {subject}")
+        try:  # the first attempt without the retry loop: most publishes need no other
+            ack = await send()
+        except _RETRYABLE as exc:
+            what, attempts = f"publish {subject}", self.publish_attempts
+            if attempts <= 1:
+                raise TransientError(f"{what}: NATS unavailable after 1 attempts") from exc
+            log.debug("%s: attempt 1 failed (%s), retrying", what, type(exc).__name__)
+            await asyncio.sleep(0.1)
+            ack = await retry_broker(send, what=what, attempts=attempts, failed=1)
         if self.metrics is not None:
             self.metrics.event_out(subject)
         return ack

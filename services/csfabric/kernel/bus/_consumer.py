@@ -7,8 +7,8 @@ the events of the same resource behind it wait: a retry never lets a later event
 resource overtake an earlier one.  Every message in hand is kept alive with
 ``in_progress`` (:mod:`.keepalive`), so neither a long handler nor a retry makes the
 server hand it to a second worker.  What happens after each attempt is decided by
-:func:`~.delivery.verdict` from the handler's outcome alone, and a message is acked only
-once it was handled or its dead letter is stored.
+:func:`~.delivery.verdict` from the handler's outcome alone (:mod:`.handling`), and a
+message is acked only once it was handled or its dead letter is stored (:mod:`.settling`).
 """
 
 from __future__ import annotations
@@ -18,27 +18,20 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from typing import Any, Generic
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Generic
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import NotFoundError
-from opentelemetry import context as otel_context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from csfabric.kernel._envelope import DEFAULT_MAX_BYTES, CloudEvent, parse_event
-from csfabric.kernel._logs import clip
+from csfabric.kernel._envelope import CloudEvent, parse_event
 from csfabric.kernel._ops import Metrics
-from csfabric.kernel._settings import FabricSettings
-from csfabric.kernel._tracing import extract_context, get_tracer
+from csfabric.kernel._tracing import get_tracer
 from csfabric.kernel.bus._connection import Bus
 from csfabric.kernel.bus._delivery import (
-    BACKOFF_BASE,
-    BACKOFF_CAP,
-    MAX_DELIVER,
     Delivery,
     Handler,
     T,
@@ -47,57 +40,16 @@ from csfabric.kernel.bus._delivery import (
     raw_bytes,
     verdict,
 )
-from csfabric.kernel.bus._dlq import DeadLetter, dlq_subject
+from csfabric.kernel.bus._dlq import DeadLetter
+from csfabric.kernel.bus._handling import Event, Handling
 from csfabric.kernel.bus._keepalive import KeepAlive
-from csfabric.kernel.errors import EnvelopeError, RetryLater
+from csfabric.kernel.bus._options import ConsumerOptions
+from csfabric.kernel.errors import EnvelopeError
 
 log = logging.getLogger(__name__)
 
-# Dead letters decided but not stored (the DLQ publish failed), by (stream, sequence): the
-# redelivery stores them without calling the handler again.  Bounded: one that is
-# forgotten is merely handled once more, and dead-lettered at once if it fails again.
-_UNSENT_MAX = 1024
 
-Event = Any  # T, a CloudEvent, or the EnvelopeError that stands for an undecodable message
-
-
-@dataclass
-class ConsumerOptions:
-    """How a :class:`Consumer` fetches, retries and dead-letters.
-
-    ``max_deliver`` bounds the handler attempts; ``ack_wait`` and the backoff are fabric
-    seconds (the server gets ``ack_wait`` in wall time).  Services build theirs with
-    :meth:`from_settings`, so that ``CSFABRIC_MAX_DELIVER`` applies.
-    """
-
-    stream: str = "CSFABRIC_EVENTS"
-    batch: int = 128
-    max_workers: int = 64
-    max_deliver: int = MAX_DELIVER
-    ack_wait: float = 30.0
-    # Longest a message is kept alive in hand; then the server may redeliver it elsewhere.
-    # Above any sane handler: the CloudStack client waits at most 300 s for a job.
-    max_hold: float = 900.0
-    backoff_base: float = BACKOFF_BASE
-    backoff_cap: float = BACKOFF_CAP
-    fetch_timeout: float = 1.0
-    lag_interval: float = 10.0
-    max_event_bytes: int = DEFAULT_MAX_BYTES
-    deliver_policy: DeliverPolicy = DeliverPolicy.ALL
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_settings(cls, settings: FabricSettings, **overrides: Any) -> ConsumerOptions:
-        """Options that follow the shared settings (``CSFABRIC_MAX_DELIVER``,
-        ``CSFABRIC_MAX_EVENT_BYTES``); ``overrides`` win."""
-        values: dict[str, Any] = {
-            "max_deliver": settings.max_deliver,
-            "max_event_bytes": settings.max_event_bytes,
-        }
-        return cls(**(values | overrides))
-
-
-class Consumer(Generic[T]):
+class Consumer(Handling, Generic[T]):
     """One durable consumer on one subject filter; start with :meth:`start`.
 
     By default payloads are parsed as CloudEvents (a bad one is dead-lettered with the
@@ -302,232 +254,6 @@ class Consumer(Generic[T]):
             self._slots.release()
         if key and self._tails.get(key) is task:
             del self._tails[key]
-
-    async def _handle(
-        self, msg: Msg, event: Event, previous: asyncio.Task[float | None] | None
-    ) -> float | None:
-        """Handle ``msg`` to the end; returns the delay it was released with, if it was.
-
-        A released message (the consumer is stopping) is redelivered by the server after
-        that delay; the events of its resource queued behind it are released with the same
-        delay, after it, so that the server's redelivery keeps their order.
-        """
-        if previous is not None:
-            # Per-resource order: wait until the earlier event of the same subject is done.
-            (before,) = await asyncio.gather(previous, return_exceptions=True)
-            if isinstance(before, float):
-                return await self._release(msg, before)
-        if self._stopping.is_set():
-            return await self._release(msg, 0.0)
-        meta = msg.metadata
-        delivery = Delivery(
-            subject=msg.subject,
-            deliveries=meta.num_delivered or 1,
-            stream=meta.stream,
-            stream_seq=meta.sequence.stream if meta.sequence else None,
-            headers=msg.headers or {},
-            raw=msg.data,
-        )
-        unsent = self._unsent.pop((delivery.stream, delivery.stream_seq), None)
-        if unsent is None and delivery.deliveries > 2 * self.options.max_deliver:
-            unsent = self._unsettled(delivery)
-        if unsent is not None:
-            await self._dead_letter_then_ack(msg, delivery, unsent)
-            return None
-        held = 0.0  # fabric seconds this delivery has waited in hand for retries
-        while True:
-            with self._span(msg, event, delivery) as span:
-                error = await self._attempt(event, delivery, span)
-                decision = verdict(error, delivery.deliveries, self.options.max_deliver)
-                if decision is Verdict.ACK:
-                    await self._ack(msg, delivery)
-                    return None
-                assert error is not None
-                wait = self._wait_for(error, held)
-                if wait is not None:
-                    decision = Verdict.RETRY
-                if decision is Verdict.DEAD_LETTER:
-                    letter = self._letter(delivery, error)
-                    await self._dead_letter_then_ack(msg, delivery, letter)
-                    return None
-            delay = (
-                wait
-                if wait is not None
-                else backoff(
-                    delivery.deliveries, self.options.backoff_base, self.options.backoff_cap
-                )
-            )
-            log.info(
-                "retrying %s in %.1fs after %s",
-                delivery.subject,
-                delay,
-                type(error).__name__,
-                extra={"deliveries": delivery.deliveries},
-            )
-            self.retried += 1
-            if not await self._backoff(delay):
-                return await self._release(msg, delay)
-            held += delay
-            if wait is None:  # a RetryLater wait spends none of the message's attempts
-                delivery = replace(delivery, deliveries=delivery.deliveries + 1)
-
-    @contextlib.contextmanager
-    def _span(self, msg: Msg, event: Event, delivery: Delivery) -> Iterator[Span]:
-        """One CONSUMER span per attempt, child of the publisher's trace; settling happens
-        inside it, so acks and dead letters belong to the trace that caused them."""
-        headers = delivery.headers
-        if "traceparent" in headers:
-            parent = extract_context(headers)
-        elif isinstance(event, CloudEvent) and event.traceparent:
-            parent = extract_context({"traceparent": event.traceparent})
-        else:
-            parent = otel_context.Context()
-        token = otel_context.attach(parent)
-        started = time.perf_counter()
-        try:
-            with self._tracer.start_as_current_span(
-                f"{msg.subject} process", kind=SpanKind.CONSUMER
-            ) as span:
-                span.set_attribute("messaging.destination.name", msg.subject)
-                span.set_attribute("messaging.consumer.group.name", self.durable)
-                yield span
-        finally:
-            otel_context.detach(token)
-            if self.bus.metrics is not None:
-                self.bus.metrics.event_in(msg.subject)
-                self.bus.metrics.observe_handler(msg.subject, time.perf_counter() - started)
-
-    async def _attempt(self, event: Event, delivery: Delivery, span: Span) -> Exception | None:
-        try:
-            if isinstance(event, EnvelopeError):
-                raise event
-            if isinstance(event, CloudEvent):
-                span.set_attribute("cloudevents.event_id", event.id)
-            await self.handler(event, delivery)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            return exc
-        return None
-
-    def _wait_for(self, error: Exception, held: float) -> float | None:
-        """How long to wait before a retry that spends no attempt (a :class:`RetryLater`
-        that still fits in ``max_hold``), or None: the attempt counts as usual."""
-        if not isinstance(error, RetryLater):
-            return None
-        if held + error.after > self.options.max_hold:
-            return None
-        # At least a moment, so a RetryLater(0) cannot spin.
-        return max(error.after, self.options.backoff_base)
-
-    async def _backoff(self, delay: float) -> bool:
-        """Wait ``delay`` fabric seconds; False when the consumer started stopping meanwhile."""
-        if self._stopping.is_set():
-            return False
-        try:
-            await self.bus.clock.wait_for(self._stopping.wait(), delay)
-        except TimeoutError:
-            return True
-        return False
-
-    async def _ack(self, msg: Msg, delivery: Delivery) -> None:
-        try:
-            await msg.ack()
-            self.handled += 1
-        except Exception as exc:
-            # The ack did not reach the server: the message comes back after ack_wait and
-            # the idempotency keys make the second handling harmless.
-            log.warning("could not ack %s: %s", delivery.subject, type(exc).__name__)
-
-    async def _release(self, msg: Msg, delay: float) -> float:
-        """Nak: the server redelivers ``msg`` after ``delay`` fabric seconds."""
-        try:
-            await msg.nak(delay=self.bus.clock.to_real(delay))
-        except Exception as exc:  # not naked: it comes back after ack_wait instead
-            log.warning("could not release %s: %s", msg.subject, type(exc).__name__)
-        return float(delay)
-
-    async def _dead_letter_then_ack(self, msg: Msg, delivery: Delivery, letter: DeadLetter) -> None:
-        """Ack only once the dead letter is stored; else nak, so that it comes back."""
-        try:
-            await self._store(delivery, letter)
-        except Exception as exc:
-            key = (delivery.stream, delivery.stream_seq)
-            self._unsent[key] = letter
-            while len(self._unsent) > _UNSENT_MAX:
-                self._unsent.popitem(last=False)
-            delay = backoff(
-                delivery.deliveries, self.options.backoff_base, self.options.backoff_cap
-            )
-            log.warning(
-                "could not store the dead letter of %s (%s); redelivery in %.0fs",
-                delivery.subject,
-                type(exc).__name__,
-                delay,
-            )
-            await self._release(msg, delay)
-            return
-        try:
-            await msg.ack()
-            self.dead_lettered += 1
-        except Exception as exc:
-            # Redelivered after ack_wait: dead-lettered again under the same Nats-Msg-Id,
-            # which the DLQ stream's duplicate window keeps to one record.
-            log.warning("could not ack %s: %s", delivery.subject, type(exc).__name__)
-
-    def _letter(self, delivery: Delivery, error: BaseException) -> DeadLetter:
-        return DeadLetter(
-            service=self.bus.service,
-            reason=clip(str(error) or type(error).__name__, 1500, one_line=True),
-            error=type(error).__name__,
-            subject=delivery.subject,
-            deliveries=delivery.deliveries,
-            stream=delivery.stream,
-            stream_seq=delivery.stream_seq,
-            time=self.bus.clock.now(),
-            original=b"",  # the bytes are the delivery's: not kept twice in memory
-        )
-
-    def _unsettled(self, delivery: Delivery) -> DeadLetter:
-        """The dead letter of a message delivered far past the budget without being settled.
-
-        The server bound is unlimited, so this is what bounds a message that ends the
-        process each time it is handled (or whose dead letter the replica that decided it
-        could not store, and that another replica now sees, without the reason).
-        """
-        return DeadLetter(
-            service=self.bus.service,
-            reason=(
-                f"delivered {delivery.deliveries} times without being settled: the handler "
-                "may end the process, or an earlier dead letter could not be stored"
-            ),
-            error="RedeliveryLimit",
-            subject=delivery.subject,
-            deliveries=delivery.deliveries,
-            stream=delivery.stream,
-            stream_seq=delivery.stream_seq,
-            time=self.bus.clock.now(),
-            original=b"",
-        )
-
-    async def dead_letter(self, delivery: Delivery, error: BaseException) -> None:
-        """Publish the dead letter of ``delivery``; raises when it could not be stored."""
-        await self._store(delivery, self._letter(delivery, error))
-
-    async def _store(self, delivery: Delivery, letter: DeadLetter) -> None:
-        msg_id = f"dlq:{delivery.stream}:{delivery.stream_seq}:{self.durable}"
-        await self.bus.publish(
-            dlq_subject(self.bus.service), delivery.raw, msg_id=msg_id, headers=letter.headers()
-        )
-        if self.bus.metrics is not None:
-            self.bus.metrics.dead_letter(letter.error)
-        log.warning(
-            "dead-lettered %s after %d deliveries: %s",
-            letter.subject,
-            letter.deliveries,
-            letter.reason,
-        )
 
 
 __all__ = [

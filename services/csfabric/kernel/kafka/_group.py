@@ -1,12 +1,17 @@
 """A Kafka consumer-group member that commits only what its handler has finished.
 
 Shared by the kernel's bridge in (:class:`~._inbound.KafkaToNats`, CloudEvents) and ingest's
-CloudStack feed (native bodies): each fetched batch is handled partition by partition in
-offset order (partitions concurrently), and offsets are committed only after that, so a
-crash loses nothing and what is read twice the JetStream duplicate window drops.
+CloudStack feed (native bodies): in each fetched batch the records of one key (one
+resource) are handled in offset order, the keys of a partition and the partitions
+concurrently — so the JetStream publishes of a partition are in flight together, not one
+pub-ack at a time — and offsets are committed only after that, up to the first record not
+done, so a crash loses nothing and what is read twice the JetStream duplicate window drops.
+Records without a key are one chain, in offset order.
 
-When the handler raises, the partition is sought back to that record, what succeeded before
-it is committed, and the batch is fetched again after a capped exponential backoff.  What
+When the handler raises, the rest of that key's records wait, the partition is sought back
+to the first record not done, what was done before it is committed, and the batch is
+fetched again after a capped exponential backoff.  Records of other keys already done
+behind it are remembered and not handled again when they are read again.  What
 happens to the record then depends on the error (Spring Kafka's ``DefaultErrorHandler`` with
 a dead-letter recoverer):
 
@@ -87,6 +92,8 @@ class CommitAfterHandling:
         # Failed attempts of the records a partition is stuck on: (topic, partition, offset).
         self._attempts: dict[tuple[str, int, int], int] = {}
         self._errors: dict[tuple[str, int, int], BaseException] = {}
+        # Done, but behind a record not done, so not committed: skipped when read again.
+        self._ahead: set[tuple[str, int, int]] = set()
         self._task: asyncio.Task[None] | None = None
         self._running = False
 
@@ -152,17 +159,42 @@ class CommitAfterHandling:
         return any(failed for _, failed in outcomes)
 
     async def _partition(self, tp: Any, records: list[Any]) -> tuple[int | None, bool]:
-        """Handle in order; returns (offset to commit or None, whether a record is stuck)."""
-        done: int | None = None
+        """Handle per key in order; returns (offset to commit or None, whether one is stuck)."""
+        chains: dict[Any, list[Any]] = {}
         for record in records:
-            if not await self._record(record):
+            chains.setdefault(record.key, []).append(record)
+        done_at: set[int] = set()  # offsets handled (or dead-lettered)
+
+        async def chain(keyed: list[Any]) -> None:
+            for record in keyed:
+                ident = (record.topic, record.partition, record.offset)
+                if ident not in self._ahead and not await self._record(record):
+                    return  # the key's later records wait behind it: per-resource order
+                done_at.add(record.offset)
+
+        if len(chains) == 1:
+            await chain(records)
+        else:
+            await asyncio.gather(*(chain(keyed) for keyed in chains.values()))
+        done: int | None = None
+        for index, record in enumerate(records):
+            if record.offset not in done_at:
                 try:
                     self.consumer.seek(tp, record.offset)
                 except Exception as exc:  # the partition was revoked meanwhile
                     log.info("kafka seek %s not done (%r)", where(record), exc)
+                for later in records[index + 1 :]:
+                    if later.offset in done_at:
+                        self._ahead.add((later.topic, later.partition, later.offset))
+                self._forget_ahead(records[:index])
                 return done, True
             done = record.offset + 1
+        self._forget_ahead(records)
         return done, False
+
+    def _forget_ahead(self, committed: list[Any]) -> None:
+        if self._ahead:
+            self._ahead.difference_update((r.topic, r.partition, r.offset) for r in committed)
 
     async def _record(self, record: Any) -> bool:
         """True once the record is handled or dead-lettered; False: read it again later."""
