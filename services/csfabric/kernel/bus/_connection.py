@@ -11,7 +11,6 @@ FastStream remains the tool for Kafka and RabbitMQ feeds and for AsyncAPI docs.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -31,6 +30,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from csfabric.kernel._clock import Clock, RealClock
 from csfabric.kernel._envelope import CloudEvent, subject_for
+from csfabric.kernel._logs import get_logger
 from csfabric.kernel._ops import Metrics
 from csfabric.kernel._settings import FabricSettings, StreamLimits
 from csfabric.kernel._tracing import extract_context, get_tracer, inject_span, records
@@ -39,7 +39,7 @@ from csfabric.kernel.bus._retry import T, retry_broker
 from csfabric.kernel.bus._streams import ensure_streams
 from csfabric.kernel.errors import PermanentError, TransientError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MSG_ID = "Nats-Msg-Id"
 # Room left in max_payload for the headers of a message.

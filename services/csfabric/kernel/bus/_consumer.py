@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import NotFoundError
 
 from csfabric.kernel._envelope import CloudEvent, parse_event
+from csfabric.kernel._logs import get_logger
 from csfabric.kernel._ops import Metrics
 from csfabric.kernel._tracing import get_tracer
 from csfabric.kernel.bus._connection import Bus
@@ -46,7 +46,7 @@ from csfabric.kernel.bus._keepalive import KeepAlive
 from csfabric.kernel.bus._options import ConsumerOptions
 from csfabric.kernel.errors import EnvelopeError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class Consumer(Handling, Generic[T]):

@@ -34,7 +34,7 @@ from csfabric.kernel.errors import EnvelopeError, RetryLater
 
 __all__ = ["Event", "Handling"]
 
-log = logging.getLogger("csfabric.kernel.bus._consumer")
+log = logging.getLogger("csfabric.kernel.bus.consumer")
 
 Event = Any  # T, a CloudEvent, or the EnvelopeError that stands for an undecodable message
 

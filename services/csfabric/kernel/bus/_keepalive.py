@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Iterable
 
 from nats.aio.msg import Msg
 
+from csfabric.kernel._logs import get_logger
+
 __all__ = ["KeepAlive"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class KeepAlive:

@@ -16,7 +16,7 @@ from csfabric.kernel.errors import TransientError
 
 __all__ = ["RETRYABLE", "T", "retry_broker"]
 
-log = logging.getLogger("csfabric.kernel.bus._connection")
+log = logging.getLogger("csfabric.kernel.bus.connection")
 
 T = TypeVar("T")
 

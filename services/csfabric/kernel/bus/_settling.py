@@ -20,7 +20,7 @@ from csfabric.kernel.bus._options import ConsumerOptions
 
 __all__ = ["UNSENT_MAX", "Settling"]
 
-log = logging.getLogger("csfabric.kernel.bus._consumer")
+log = logging.getLogger("csfabric.kernel.bus.consumer")
 
 # Dead letters decided but not stored (the DLQ publish failed), by (stream, sequence): the
 # redelivery stores them without calling the handler again.  Bounded: one that is

@@ -12,17 +12,17 @@ however many replicas watch it.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable
 
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
+from csfabric.kernel._logs import get_logger
 from csfabric.kernel._ops import Metrics
 from csfabric.kernel.bus._connection import Bus
 from csfabric.kernel.bus._streams import DISCARD_OLD, STREAMS
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ALERT = "stream-full"
 THRESHOLD = 0.8

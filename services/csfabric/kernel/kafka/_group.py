@@ -30,12 +30,12 @@ A record is committed past only once it was handled or its dead letter was store
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from csfabric.kernel._logs import get_logger
 from csfabric.kernel.errors import PermanentError, TransientError
 
 __all__ = [
@@ -46,7 +46,7 @@ __all__ = [
     "where",
 ]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MAX_RETRY_PAUSE = 30.0
 DEFAULT_MAX_ATTEMPTS = 5

@@ -7,7 +7,6 @@ record whose handling kept failing otherwise, after its bounded attempts.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,7 @@ from nats.errors import MaxPayloadError
 from opentelemetry.trace import SpanKind
 
 from csfabric.kernel._envelope import DEFAULT_MAX_BYTES, CloudEvent, parse_event, subject_for
-from csfabric.kernel._logs import clip
+from csfabric.kernel._logs import clip, get_logger
 from csfabric.kernel._tracing import extract_context, get_tracer
 from csfabric.kernel.bus import Bus, DeadLetter, dlq_subject
 from csfabric.kernel.errors import EnvelopeError, PermanentError
@@ -29,7 +28,7 @@ from csfabric.kernel.kafka._settings import (
 
 __all__ = ["KafkaToNats"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class KafkaToNats:

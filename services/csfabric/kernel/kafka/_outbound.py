@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -12,6 +11,7 @@ from aiokafka.errors import (
 )
 
 from csfabric.kernel._envelope import CloudEvent
+from csfabric.kernel._logs import get_logger
 from csfabric.kernel._tracing import inject_headers
 from csfabric.kernel.bus import MSG_ID, Bus, Consumer, ConsumerOptions, Delivery, Handler, raw_bytes
 from csfabric.kernel.errors import PermanentError, TransientError
@@ -22,7 +22,7 @@ from csfabric.kernel.kafka._settings import (
     record_key,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class NatsToKafka:
