@@ -271,3 +271,42 @@ async def test_two_buses_share_one_durable_and_each_event_is_handled_once(
         for consumer in consumers:
             await consumer.stop()
     assert sorted(id for _, id in seen) == sorted(f"e-{n}" for n in range(30))
+
+
+@pytest.mark.parametrize("answer", ["503", "timeout"])
+async def test_a_durable_deleted_under_a_running_consumer_is_recreated(
+    bus: Bus, answer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator (or a lost cluster) deletes the durable: the consumer must notice and
+    make it again, whether the server answers the next pull with a 503 (nats-server 2.10+)
+    or lets it time out (2.9); before, it fetched in vain for ever."""
+    from csfabric.kernel.bus import _consumer
+
+    monkeypatch.setattr(_consumer, "GONE_CHECK_EVERY", 0.2)
+    if answer == "timeout":
+        real_fetch = _consumer.JetStreamContext.PullSubscription.fetch
+
+        async def fetch(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            try:
+                return await real_fetch(self, *args, **kwargs)
+            except _consumer.ServiceUnavailableError:
+                raise TimeoutError from None
+
+        monkeypatch.setattr(_consumer.JetStreamContext.PullSubscription, "fetch", fetch)
+    seen: list[str] = []
+
+    async def handle(event: CloudEvent, delivery: Delivery) -> None:
+        seen.append(event.id)
+
+    options = ConsumerOptions(fetch_timeout=0.1)
+    consumer: Consumer[CloudEvent] = Consumer(bus, SUBJECTS, "deleted", handle, options)
+    await consumer.start()
+    try:
+        await publish(bus, lifecycle("before", "vm.tick", "vm-1"))
+        await eventually(lambda: seen == ["before"], within=15, what=lambda: f"{seen}")
+        await bus.js.delete_consumer(EVENTS, "deleted")
+        await publish(bus, lifecycle("after", "vm.tick", "vm-1"))
+        await eventually(lambda: "after" in seen, within=15, what=lambda: f"{seen}")
+    finally:
+        await consumer.stop()
+    assert (await bus.js.consumer_info(EVENTS, "deleted")).config.durable_name == "deleted"

@@ -24,7 +24,7 @@ from typing import Generic
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from csfabric.kernel._envelope import CloudEvent, parse_event
 from csfabric.kernel._logs import get_logger
@@ -47,6 +47,8 @@ from csfabric.kernel.bus._options import ConsumerOptions
 from csfabric.kernel.errors import EnvelopeError
 
 log = get_logger(__name__)
+# While fetches time out, how often (s) to ask whether the durable still exists.
+GONE_CHECK_EVERY = 5.0
 
 
 class Consumer(Handling, Generic[T]):
@@ -171,6 +173,7 @@ class Consumer(Handling, Generic[T]):
         opts = self.options
         sub = None
         failures = 0
+        checked_at = time.monotonic()
         while self._running:
             # Every message of the fetch was delivered after this instant: the keep-alive
             # counts from here, so none can reach ack_wait before its first touch.
@@ -183,21 +186,30 @@ class Consumer(Handling, Generic[T]):
                 messages = await sub.fetch(opts.batch, timeout=opts.fetch_timeout)
                 failures = 0
             except TimeoutError:
+                # A deleted durable answers no pull request on some servers (the fetch
+                # just times out): look for it now and then while nothing arrives.
+                if fetched_at - checked_at >= GONE_CHECK_EVERY:
+                    checked_at = fetched_at
+                    if await self._gone():
+                        sub = None
+                        await self._recreate(failures := failures + 1)
                 continue
             except asyncio.CancelledError:
                 raise
             except NotFoundError:
                 # The consumer vanished (stream recreated, or a cluster lost it): recreate.
-                log.warning("consumer %s not found, recreating", self.durable)
                 sub = None
-                await self._drop_subscription()
-                await self._pause(failures := failures + 1)
-                await self.bus.retry(self._ensure_consumer, what=f"recreate {self.durable}")
+                await self._recreate(failures := failures + 1)
                 continue
             except Exception as exc:
                 # Leader elections and restarts surface as many error types; none may end
-                # the loop.  Back off and fetch again.
+                # the loop.  Back off and fetch again.  A 503 is also how nats-server
+                # answers a pull on a durable that was deleted: then recreate it.
                 failures += 1
+                if isinstance(exc, ServiceUnavailableError) and await self._gone():
+                    sub = None
+                    await self._recreate(failures)
+                    continue
                 log.info("fetch on %s failed (%s), retrying", self.durable, type(exc).__name__)
                 await self._pause(failures)
                 continue
@@ -212,6 +224,21 @@ class Consumer(Handling, Generic[T]):
                         self._dispatch(rest, slot=False)
                     raise
                 self._dispatch(msg)
+
+    async def _gone(self) -> bool:
+        try:
+            await self.bus.js.consumer_info(self.options.stream, self.durable)
+        except NotFoundError:
+            return True
+        except Exception:  # the server is busy or away: the next failure asks again
+            return False
+        return False
+
+    async def _recreate(self, failures: int) -> None:
+        log.warning("consumer %s not found, recreating", self.durable)
+        await self._drop_subscription()
+        await self._pause(failures)
+        await self.bus.retry(self._ensure_consumer, what=f"recreate {self.durable}")
 
     async def _drop_subscription(self) -> None:
         # nats-py's fetch takes queued messages without task_done(), so a connection
