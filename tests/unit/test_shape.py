@@ -236,10 +236,6 @@ TWICE_ON_PURPOSE = {
     # the webhook's header, in the parser and in ingest's pure logic (which imports no
     # client); one of them could import the other's door.
     "EVENT_ID_HEADER",
-    # kernel.bus / kernel.kafka / ingest.feeds.amqp: open in the speed work.
-    "_HEADER_ROOM",
-    "MAX_RETRY_PAUSE",
-    "DEFAULT_MAX_ATTEMPTS",
 }
 
 

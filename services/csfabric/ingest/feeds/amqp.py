@@ -43,14 +43,15 @@ from csfabric.ingest.feeds.amqp_acks import InOrderAcks
 from csfabric.ingest.handlers import Pipeline
 from csfabric.ingest.settings import IngestSettings
 from csfabric.kernel import TransientError
+from csfabric.kernel.bus import FEED_RETRY_CAP, MAX_DELIVER
 
 __all__ = ["AmqpFeed", "start_amqp"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFETCH = 256
-DEFAULT_MAX_ATTEMPTS = 5  # as the Kafka feed's, incl. the first
-MAX_RETRY_PAUSE = 30.0
+DEFAULT_MAX_ATTEMPTS = MAX_DELIVER  # as the Kafka feed's, incl. the first
+MAX_RETRY_PAUSE = FEED_RETRY_CAP
 
 
 class AmqpFeed:

@@ -14,15 +14,18 @@ This module is the door: import these names from ``csfabric.kernel.bus``, never 
 :class:`StreamFullError`, is drawn in the tree in :mod:`csfabric.kernel.errors`.
 """
 
-from csfabric.kernel.bus._connection import MSG_ID, Bus, StreamFullError
+from csfabric.kernel.bus._connection import HEADER_ROOM, MSG_ID, Bus, StreamFullError
 from csfabric.kernel.bus._consumer import Consumer, ConsumerOptions, Delivery, Handler, raw_bytes
-from csfabric.kernel.bus._delivery import backoff
+from csfabric.kernel.bus._delivery import FEED_RETRY_CAP, MAX_DELIVER, backoff
 from csfabric.kernel.bus._dlq import DeadLetter, dlq_subject
 from csfabric.kernel.bus._retry import retry_broker
 from csfabric.kernel.bus._streams import STREAMS, ensure_streams
 from csfabric.kernel.bus._streamwatch import StreamWatch, fill_ratio
 
 __all__ = [
+    "FEED_RETRY_CAP",
+    "HEADER_ROOM",
+    "MAX_DELIVER",
     "MSG_ID",
     "STREAMS",
     "Bus",

@@ -43,7 +43,7 @@ log = get_logger(__name__)
 
 MSG_ID = "Nats-Msg-Id"
 # Room left in max_payload for the headers of a message.
-_HEADER_ROOM = 8192
+HEADER_ROOM = 8192  # room for the Csfabric-Dlq-* headers of a dead letter cut to fit
 
 
 # What JetStream answers (503, err_code 10077) when a DiscardPolicy.NEW stream is at a limit.
@@ -203,7 +203,7 @@ class Bus:
         # Over NATS's max_payload no retry can help: say so instead of failing forever.
         # (js.publish, not publish_async: the latter keeps a pending slot for good when the
         # send itself raises, e.g. during a long reconnect, until publishing stalls.)
-        limit = self.nc.max_payload - _HEADER_ROOM
+        limit = self.nc.max_payload - HEADER_ROOM
         if len(payload) > limit:
             raise PermanentError(
                 f"message for {subject} is {len(payload)} bytes; NATS accepts at most {limit}"

@@ -42,6 +42,7 @@ T = TypeVar("T")
 MAX_DELIVER = 5  # handler attempts before a dead letter (``CSFABRIC_MAX_DELIVER``)
 BACKOFF_BASE = 1.0  # seconds before the first retry, doubled for each further one
 BACKOFF_CAP = 60.0  # the longest delay between two attempts
+FEED_RETRY_CAP = 30.0  # the longest pause between attempts of a feed's record (AMQP, Kafka)
 Handler = Callable[[T, Delivery], Awaitable[None]]
 
 

@@ -36,6 +36,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from csfabric.kernel._logs import get_logger
+from csfabric.kernel.bus import FEED_RETRY_CAP, MAX_DELIVER
 from csfabric.kernel.errors import PermanentError, TransientError
 
 __all__ = [
@@ -48,8 +49,8 @@ __all__ = [
 
 log = get_logger(__name__)
 
-MAX_RETRY_PAUSE = 30.0
-DEFAULT_MAX_ATTEMPTS = 5
+MAX_RETRY_PAUSE = FEED_RETRY_CAP
+DEFAULT_MAX_ATTEMPTS = MAX_DELIVER  # attempts of a record, the first included
 
 RecordHandler = Callable[[Any], Awaitable[None]]
 # (record, the error that condemned it, attempts made) → returns once the letter is stored.

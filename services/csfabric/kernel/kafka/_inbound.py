@@ -17,11 +17,10 @@ from opentelemetry.trace import SpanKind
 from csfabric.kernel._envelope import DEFAULT_MAX_BYTES, CloudEvent, parse_event, subject_for
 from csfabric.kernel._logs import clip, get_logger
 from csfabric.kernel._tracing import extract_context, get_tracer
-from csfabric.kernel.bus import Bus, DeadLetter, dlq_subject
+from csfabric.kernel.bus import HEADER_ROOM, Bus, DeadLetter, dlq_subject
 from csfabric.kernel.errors import EnvelopeError, PermanentError
 from csfabric.kernel.kafka._group import CommitAfterHandling, where
 from csfabric.kernel.kafka._settings import (
-    _HEADER_ROOM,
     _TRACE_HEADERS,
     KafkaBridgeSettings,
 )
@@ -144,7 +143,7 @@ class KafkaToNats:
         reason = reason.encode("utf-8", "backslashreplace").decode()
         if attempts > 1:
             reason = f"{type(error).__name__} after {attempts} attempts: {reason}"
-        limit = max(0, self.bus.nc.max_payload - _HEADER_ROOM)
+        limit = max(0, self.bus.nc.max_payload - HEADER_ROOM)
         if len(raw) > limit:
             # NATS cannot carry it whole; a cut copy still shows what arrived.
             reason += f" (original cut to {limit} of {len(raw)} bytes)"

@@ -26,8 +26,6 @@ _KAFKA_PERMANENT = (
     TopicAuthorizationFailedError,
 )
 _TRACE_HEADERS = ("traceparent", "tracestate")
-# Room for the Csfabric-Dlq-* headers when a dead letter must be cut to NATS's max payload.
-_HEADER_ROOM = 8192
 
 
 def _dev_bootstrap() -> str:
