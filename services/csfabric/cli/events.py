@@ -33,6 +33,7 @@ from csfabric.cli._eventline import EventLine, describe, json_line
 from csfabric.devstack import connect_once, mask_url
 from csfabric.kernel import CsfabricError, FabricSettings, parse_duration, redact, wants_colour
 from csfabric.kernel.bus import STREAMS
+from csfabric.kernel.bus import subject_intersection as intersect
 
 __all__ = ["events_app", "plan_tail", "tail_events"]
 
@@ -74,22 +75,6 @@ def check_pattern(pattern: str) -> None:
 
 def _literal(token: str) -> bool:
     return not any(c in token for c in " \t\r\n*>")
-
-
-def intersect(a: str, b: str) -> str | None:
-    """The subjects both NATS patterns match, as one pattern (None: none)."""
-    x, y = a.split("."), b.split(".")
-    out: list[str] = []
-    for i in range(max(len(x), len(y))):
-        s, t = (x[i] if i < len(x) else None), (y[i] if i < len(y) else None)
-        if s == ">" and t is not None:
-            return ".".join(out + y[i:])
-        if t == ">" and s is not None:
-            return ".".join(out + x[i:])
-        if s is None or t is None or (s != t and "*" not in (s, t)):
-            return None
-        out.append(t if s == "*" else s)
-    return ".".join(out)
 
 
 def plan_tail(pattern: str) -> list[tuple[str, str]]:

@@ -19,7 +19,12 @@ from csfabric.kernel.bus._consumer import Consumer, ConsumerOptions, Delivery, H
 from csfabric.kernel.bus._delivery import FEED_RETRY_CAP, MAX_DELIVER, backoff
 from csfabric.kernel.bus._dlq import DeadLetter, dlq_subject
 from csfabric.kernel.bus._retry import retry_broker
-from csfabric.kernel.bus._streams import STREAMS, ensure_streams
+from csfabric.kernel.bus._streams import (
+    STREAMS,
+    ensure_streams,
+    subject_intersection,
+    subject_matches,
+)
 from csfabric.kernel.bus._streamwatch import StreamWatch, fill_ratio
 
 __all__ = [
@@ -42,4 +47,6 @@ __all__ = [
     "fill_ratio",
     "raw_bytes",
     "retry_broker",
+    "subject_intersection",
+    "subject_matches",
 ]

@@ -89,12 +89,13 @@ async def ensure_streams(
 def stream_for_subject(subject: str) -> str | None:
     """Which contract stream stores ``subject`` (None when no stream does)."""
     for name, patterns in STREAMS.items():
-        if any(_matches(pattern, subject) for pattern in patterns):
+        if any(subject_matches(pattern, subject) for pattern in patterns):
             return name
     return None
 
 
-def _matches(pattern: str, subject: str) -> bool:
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` one token, ``>`` one or more trailing tokens."""
     want, have = pattern.split("."), subject.split(".")
     for index, token in enumerate(want):
         if token == ">":
@@ -104,6 +105,22 @@ def _matches(pattern: str, subject: str) -> bool:
     return len(want) == len(have)
 
 
+def subject_intersection(a: str, b: str) -> str | None:
+    """The subjects both NATS patterns match, as one pattern (None: none)."""
+    x, y = a.split("."), b.split(".")
+    out: list[str] = []
+    for i in range(max(len(x), len(y))):
+        s, t = (x[i] if i < len(x) else None), (y[i] if i < len(y) else None)
+        if s == ">" and t is not None:
+            return ".".join(out + y[i:])
+        if t == ">" and s is not None:
+            return ".".join(out + x[i:])
+        if s is None or t is None or (s != t and "*" not in (s, t)):
+            return None
+        out.append(t if s == "*" else s)
+    return ".".join(out)
+
+
 __all__ = [
     "DISCARD_OLD",
     "STREAMS",
@@ -111,4 +128,6 @@ __all__ = [
     "ensure_streams",
     "stream_config",
     "stream_for_subject",
+    "subject_intersection",
+    "subject_matches",
 ]

@@ -17,7 +17,8 @@ from datetime import datetime
 
 from nats.js.api import ConsumerConfig, ConsumerInfo, DeliverPolicy, SequenceInfo
 
-from csfabric.kernel.testing._stream import Stored, Stream, subject_matches
+from csfabric.kernel.bus import subject_matches
+from csfabric.kernel.testing._stream import Stored, Stream
 
 DEFAULT_ACK_WAIT = 30.0
 

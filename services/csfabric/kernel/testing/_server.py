@@ -22,6 +22,7 @@ from nats.js.errors import (
 )
 
 from csfabric.kernel import Clock, RealClock
+from csfabric.kernel.bus import subject_intersection
 from csfabric.kernel.testing._consumer import Delivered, PullConsumer
 from csfabric.kernel.testing._stream import Stored, Stream
 
@@ -116,7 +117,10 @@ class MemoryNats:
             if other.name == name:
                 continue
             for subject in config.subjects or []:
-                if any(_overlap(subject, theirs) for theirs in other.config.subjects or []):
+                if any(
+                    subject_intersection(subject, theirs) is not None
+                    for theirs in other.config.subjects or []
+                ):
                     raise BadRequestError(
                         code=400,
                         err_code=10065,
@@ -205,21 +209,6 @@ class MemoryNats:
         if consumer is not None:
             consumer.settle(int(tokens[5]), payload, self.now())
             self.notify()
-
-
-def _overlap(a: str, b: str) -> bool:
-    """Whether two subject patterns can match a common subject."""
-    left, right = a.split("."), b.split(".")
-    for index in range(max(len(left), len(right))):
-        x = left[index] if index < len(left) else None
-        y = right[index] if index < len(right) else None
-        if x == ">" or y == ">":
-            return x is not None and y is not None
-        if x is None or y is None:
-            return False
-        if x != y and "*" not in (x, y):
-            return False
-    return True
 
 
 __all__ = ["MemoryNats"]

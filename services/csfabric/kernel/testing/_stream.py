@@ -16,6 +16,8 @@ from datetime import datetime
 from nats.js.api import DiscardPolicy, Header, PubAck, StreamConfig, StreamInfo, StreamState
 from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
+from csfabric.kernel.bus import subject_matches
+
 DEFAULT_DUPLICATE_WINDOW = 120.0  # what nats-server sets when a config says 0
 
 
@@ -42,17 +44,6 @@ def encode_headers(headers: dict[str, str] | None) -> bytes:
         return b""
     lines = "".join(f"{key}: {value}\r\n" for key, value in headers.items())
     return f"NATS/1.0\r\n{lines}\r\n".encode()
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: ``*`` one token, ``>`` one or more trailing tokens."""
-    want, have = pattern.split("."), subject.split(".")
-    for index, token in enumerate(want):
-        if token == ">":
-            return len(have) > index
-        if index >= len(have) or (token != "*" and token != have[index]):
-            return False
-    return len(want) == len(have)
 
 
 def normalized(config: StreamConfig) -> StreamConfig:
@@ -269,4 +260,4 @@ class Stream:
         return StreamInfo(config=copy.deepcopy(self.config), state=state, created=self.created)
 
 
-__all__ = ["Stored", "Stream", "encode_headers", "normalized", "subject_matches"]
+__all__ = ["Stored", "Stream", "encode_headers", "normalized"]

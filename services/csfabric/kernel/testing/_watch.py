@@ -14,7 +14,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, ConsumerInfo, DeliverPolicy, SequenceInfo
 
-from csfabric.kernel.testing._stream import Stored, Stream, subject_matches
+from csfabric.kernel.bus import subject_matches
+from csfabric.kernel.testing._stream import Stored, Stream
 
 if TYPE_CHECKING:
     from csfabric.kernel.testing._client import MemoryClient
