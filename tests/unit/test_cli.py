@@ -160,6 +160,7 @@ def test_exported_schemas_are_deterministic(tmp_path: Path) -> None:
         "maintenance-ended.schema.json",
         "maintenance-scheduled.schema.json",
         "maintenance-started.schema.json",
+        "policy-SnapshotPolicy.schema.json",
         "policy-base.schema.json",
         "policy-document.schema.json",
     ]

@@ -87,7 +87,7 @@ CASES = {
         (
             2,
             "kind",
-            "unknown kind 'SnapshotPolicyy': known kinds are TestPolicy"
+            "unknown kind 'SnapshotPolicyy': known kinds are SnapshotPolicy, TestPolicy"
             " (a kind is registered by the service that reads it)",
         ),
     ],

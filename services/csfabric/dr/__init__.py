@@ -1,0 +1,48 @@
+"""Disaster recovery, the shared part: the ``SnapshotPolicy`` kind and its pure rules.
+
+The room: the policy model both DR services read (``snapshots`` makes and retires the
+snapshots, ``replication`` confirms the DR copies and watches the RPO) and ``csfabric dr``
+reports on; the windows snapshots are due in (aligned to a time zone's clock, DST-safe);
+retention (which of its own snapshots a policy may delete, per zone); the achieved and the
+worst-case RPO.  Everything here is pure: no broker, no HTTP, no clock (``now`` is given).
+
+It must not know any service, the CLI, the bus or CloudStack's client: services stand on
+it, not the other way round (it sits between the services and ``cloudstack`` in the layers
+contract, so both DR services share it without importing each other).
+
+This module is the door: import these names from ``csfabric.dr``.
+"""
+
+from csfabric.dr._policy import KIND, Retain, Selector, SnapshotPolicy, VolumeRef
+from csfabric.dr._rules import (
+    BACKED_UP,
+    IN_FLIGHT,
+    Copy,
+    achieved_rpo,
+    newest_complete,
+    p95,
+    to_retire,
+    worst_case_rpo,
+)
+from csfabric.dr._windows import Window, boundaries, offset_in_window, window_at, windows_between
+
+__all__ = [
+    "BACKED_UP",
+    "IN_FLIGHT",
+    "KIND",
+    "Copy",
+    "Retain",
+    "Selector",
+    "SnapshotPolicy",
+    "VolumeRef",
+    "Window",
+    "achieved_rpo",
+    "boundaries",
+    "newest_complete",
+    "offset_in_window",
+    "p95",
+    "to_retire",
+    "window_at",
+    "windows_between",
+    "worst_case_rpo",
+]
