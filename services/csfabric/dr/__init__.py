@@ -13,6 +13,19 @@ contract, so both DR services share it without importing each other).
 This module is the door: import these names from ``csfabric.dr``.
 """
 
+from csfabric.dr._evidence import (
+    ALERT_BREACH,
+    ALERT_RECOVERED,
+    DECISION_BREACH,
+    DECISION_DRILL,
+    DECISION_EVIDENCE,
+    DECISION_RECOVERED,
+    DrillResult,
+    DrillStep,
+    RpoBreach,
+    RpoEvidence,
+    RpoSample,
+)
 from csfabric.dr._policy import KIND, Retain, Selector, SnapshotPolicy, VolumeRef
 from csfabric.dr._rules import (
     BACKED_UP,
@@ -27,11 +40,22 @@ from csfabric.dr._rules import (
 from csfabric.dr._windows import Window, boundaries, offset_in_window, window_at, windows_between
 
 __all__ = [
+    "ALERT_BREACH",
+    "ALERT_RECOVERED",
     "BACKED_UP",
+    "DECISION_BREACH",
+    "DECISION_DRILL",
+    "DECISION_EVIDENCE",
+    "DECISION_RECOVERED",
     "IN_FLIGHT",
     "KIND",
     "Copy",
+    "DrillResult",
+    "DrillStep",
     "Retain",
+    "RpoBreach",
+    "RpoEvidence",
+    "RpoSample",
     "Selector",
     "SnapshotPolicy",
     "VolumeRef",
