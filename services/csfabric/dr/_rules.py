@@ -6,6 +6,7 @@ Pure: snapshots are plain :class:`Copy` rows, ``now`` is always given.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -68,18 +69,26 @@ def to_retire(
 ) -> list[Copy]:
     """The copies policy ``name`` made in ``zone_id`` that retention removes, oldest first.
 
-    Kept whatever the numbers say: snapshots not made by this policy, copies still being
-    made or copied, and the newest complete copy (a volume is never left without one).
+    ``retain`` counts per volume and zone.  Kept whatever the numbers say: snapshots not made
+    by this policy, copies still being made or copied, and each volume's newest complete
+    copy (a volume is never left without one).
     """
-    own = sorted(
-        (c for c in copies if c.zone_id == zone_id and c.policy == name),
-        key=lambda c: c.created,
-        reverse=True,
-    )
+    by_volume: dict[str, list[Copy]] = defaultdict(list)
+    for copy in copies:
+        if copy.zone_id == zone_id and copy.policy == name:
+            by_volume[copy.volume_id].append(copy)
+    retire: list[Copy] = []
+    for own in by_volume.values():
+        retire.extend(_retire_one(policy, own, now))
+    return sorted(retire, key=lambda c: (c.created, c.snapshot_id))
+
+
+def _retire_one(policy: SnapshotPolicy, own: list[Copy], now: datetime) -> list[Copy]:
+    own = sorted(own, key=lambda c: (c.created, c.snapshot_id), reverse=True)  # newest first
     newest = newest_complete(own)
     retire: list[Copy] = []
     kept = 0
-    for copy in own:  # newest first
+    for copy in own:
         too_old = policy.retain.max_age is not None and now - copy.created > policy.retain.max_age
         if kept < policy.retain.count and not too_old:
             kept += 1
@@ -87,7 +96,7 @@ def to_retire(
         if copy.state in IN_FLIGHT or copy is newest:
             continue
         retire.append(copy)
-    return sorted(retire, key=lambda c: c.created)
+    return retire
 
 
 __all__ = [

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 _DAY = timedelta(days=1)
+_MARGIN = timedelta(hours=3)
 
 
 @dataclass(frozen=True, order=True)
@@ -44,15 +45,20 @@ def _instants(wall: datetime, tz: ZoneInfo) -> list[datetime]:
     return found
 
 
-def _day_boundaries(day: date, every: timedelta, tz: ZoneInfo) -> list[datetime]:
+def _day_boundaries(
+    day: date, every: timedelta, tz: ZoneInfo, low: datetime, high: datetime
+) -> list[datetime]:
+    """The window starts of local ``day`` whose wall time lies in ``[low, high]``."""
+    midnight = datetime.combine(day, time())
     if every >= _DAY:
         days = every // _DAY
-        if day.toordinal() % days:
+        if day.toordinal() % days or not low <= midnight <= high:
             return []
-        return _instants(datetime.combine(day, time()), tz)
+        return _instants(midnight, tz)
     out: list[datetime] = []
-    wall = datetime.combine(day, time())
-    while wall.date() == day:
+    first = max(0, (low - midnight) // every)
+    wall = midnight + first * every
+    while wall.date() == day and wall <= high:
         out.extend(_instants(wall, tz))
         wall += every
     return out
@@ -61,29 +67,43 @@ def _day_boundaries(day: date, every: timedelta, tz: ZoneInfo) -> list[datetime]
 def boundaries(start: datetime, end: datetime, every: timedelta, tz: str) -> list[datetime]:
     """Every window start in ``[start, end)``, in order (UTC)."""
     zone = ZoneInfo(tz)
-    horizon = max(every, _DAY)
-    day = (start - horizon).astimezone(zone).date()
-    last = (end + horizon).astimezone(zone).date()
+    # The wall date of any instant in the range lies between these (a day of margin for
+    # a clock set back across midnight).
+    day = start.astimezone(zone).date() - _DAY
+    last = end.astimezone(zone).date() + _DAY
+    # Wall times of the instants in the range: an offset change moves them by two hours
+    # at most.
+    low = start.astimezone(zone).replace(tzinfo=None) - _MARGIN
+    high = end.astimezone(zone).replace(tzinfo=None) + _MARGIN
     out: list[datetime] = []
     while day <= last:
-        out.extend(b for b in _day_boundaries(day, every, zone) if start <= b < end)
+        out.extend(b for b in _day_boundaries(day, every, zone, low, high) if start <= b < end)
         day += _DAY
     return sorted(set(out))
 
 
 def window_at(now: datetime, every: timedelta, tz: str) -> Window:
     """The window ``now`` falls in."""
-    span = max(every, _DAY) * 2 + timedelta(hours=3)
-    starts = boundaries(now - span, now + span, every, tz)
-    before = [b for b in starts if b <= now]
-    after = [b for b in starts if b > now]
-    return Window(before[-1], after[0])
+    # Look a little around ``now`` first (a DST shift is at most two hours); widen only
+    # where a zone skipped more than that (Samoa skipped a whole day in 2011).
+    span = every + _MARGIN
+    while True:
+        starts = boundaries(now - span, now + span, every, tz)
+        before = [b for b in starts if b <= now]
+        after = [b for b in starts if b > now]
+        if before and after:
+            return Window(before[-1], after[0])
+        span *= 2
 
 
 def windows_between(start: datetime, end: datetime, every: timedelta, tz: str) -> list[Window]:
     """The windows that start in ``[start, end)``."""
-    starts = boundaries(start, end + max(every, _DAY) * 2, every, tz)
-    return [Window(a, b) for a, b in itertools.pairwise(starts) if a < end]
+    starts = boundaries(start, end, every, tz)
+    if not starts:
+        return []
+    return [
+        Window(a, b) for a, b in itertools.pairwise([*starts, window_at(starts[-1], every, tz).end])
+    ]
 
 
 def offset_in_window(volume_id: str, policy: str, window: Window, jitter: timedelta) -> timedelta:
