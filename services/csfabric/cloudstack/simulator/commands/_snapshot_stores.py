@@ -11,7 +11,8 @@ storage once backed up, as with ``snapshot.backup.to.secondary`` (the default).
 from __future__ import annotations
 
 from csfabric.cloudstack.simulator._call import Call, Json, cs_date
-from csfabric.cloudstack.simulator._errors import over_limit, permission_denied
+from csfabric.cloudstack.simulator._errors import permission_denied
+from csfabric.cloudstack.simulator._limits import check_limit
 from csfabric.cloudstack.simulator._state import Snapshot, SnapshotStore, Volume
 
 SNAPSHOT_CLASS = "com.cloud.storage.Snapshot"
@@ -112,21 +113,10 @@ def check_owner_active(call: Call, vol: Volume) -> None:
 
 
 def check_snapshot_limit(call: Call, vol: Volume) -> None:
-    """ResourceLimitManagerImpl.checkAccountResourceLimit for one more snapshot."""
+    """allocSnapshot's check for one more snapshot of the volume's owner."""
     w = call.world
-    acct = w.accounts[vol.account_id]
-    proj = w.projects.get(acct.project_id or "")
-    limit = w.limit_for(proj.id if proj else acct.id, 3)
-    used = sum(1 for s in w.snapshots.values() if s.account_id == acct.id and counted(s))
-    if limit < 0 or used + 1 <= limit:
-        return
-    owner = f"Project Name = {proj.name}" if proj else f"Account Name = {acct.name}"
-    raise over_limit(
-        f"Maximum amount of resources of Type = 'snapshot', tag = 'null' for {owner} in "
-        f"Domain Id = {w.db_id(acct.domainid)} is exceeded: Account Resource Limit = {limit}, "
-        f"Current Account Resource Amount = {used}, Current Account Resource Reservation = 0, "
-        "Requested Resource Amount = 1."
-    )
+    used = sum(1 for s in w.snapshots.values() if s.account_id == vol.account_id and counted(s))
+    check_limit(w, vol.account_id, 3, used)
 
 
 # -- copies ---------------------------------------------------------------------------------
