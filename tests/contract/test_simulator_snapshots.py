@@ -232,6 +232,23 @@ async def test_copy_snapshot_failing_everywhere_is_530_without_cserrorcode(rig: 
     assert completed["description"].startswith("Error while copying snapshot. ")
 
 
+async def test_copy_snapshot_partial_success_is_success(rig: Rig) -> None:
+    edinburgh = rig.world.add_zone("zone-edinburgh", "Third zone").id
+    snap = (await rig.run("createSnapshot", volumeid=rig.gold.id))["jobresult"]["snapshot"]["id"]
+    rig.world.copy_fail_zones = frozenset({edinburgh})
+    done = await rig.run("copySnapshot", id=snap, destzoneids=f"{edinburgh},{rig.manchester}")
+    assert done["jobstatus"] == 1
+    assert done["jobresult"]["snapshot"]["zoneid"] == rig.manchester  # a zone that made it
+    states = {r["zoneid"]: r["datastorestate"] for r in await rig.rows(id=snap, showunique="false")}
+    assert states == {rig.london: "Ready", rig.manchester: "Ready", edinburgh: "Failed"}
+    # A retry copies again where it failed and keeps what is Ready.
+    rig.world.copy_fail_zones = frozenset()
+    again = await rig.run("copySnapshot", id=snap, destzoneids=f"{edinburgh},{rig.manchester}")
+    assert again["jobstatus"] == 1
+    [row] = await rig.rows(id=snap, zoneid=edinburgh, showunique="false")
+    assert row["datastorestate"] == "Ready"
+
+
 async def test_copy_snapshot_validates_inside_its_job(rig: Rig) -> None:
     rig.sim.jobs.latency = JOB * 10  # a slow backup: the copy's job runs first
     first = await rig.submit("createSnapshot", volumeid=rig.gold.id)
@@ -295,6 +312,18 @@ async def test_deleting_a_copy_that_is_still_downloading_wins(rig: Rig) -> None:
     copied = await rig.job(copy["jobid"])
     assert (copied["jobstatus"], copied["jobresultcode"]) == (2, 530)  # its only zone lost
     assert await rig.rows(id=snap, zoneid=rig.manchester) == []
+
+
+async def test_deleting_an_allocated_snapshot_fails_its_create_job(rig: Rig) -> None:
+    first = await rig.submit("createSnapshot", volumeid=rig.gold.id)
+    await rig.step(0)  # its job is asleep for JOB seconds
+    rig.sim.jobs.latency = 0.0  # the delete's job runs before the create's
+    delete = await rig.submit("deleteSnapshot", id=first["id"])
+    await rig.step(JOB + 1)
+    assert (await rig.job(delete["jobid"]))["jobstatus"] == 1
+    created = await rig.job(first["jobid"])
+    assert (created["jobstatus"], created["jobresultcode"]) == (2, 530)
+    assert await rig.rows(id=first["id"]) == []
 
 
 async def test_create_volume_needs_a_ready_copy_in_the_zone(rig: Rig) -> None:

@@ -132,19 +132,19 @@ async def copy_to_zones(call: Call, snap: Snapshot, zone_ids: list[str]) -> list
     OperationFailed transition leaves it).
     """
     w = call.world
-    pending: list[str] = []
+    pending: dict[str, SnapshotStore] = {}
     failed: list[str] = []
     for zone_id in zone_ids:
         store = snap.stores.get(zone_id)
         if store is not None and store.state == "Ready":
             continue
-        snap.stores[zone_id] = SnapshotStore(zone_id, "Creating", "DOWNLOAD_IN_PROGRESS")
-        pending.append(zone_id)
+        pending[zone_id] = SnapshotStore(zone_id, "Creating", "DOWNLOAD_IN_PROGRESS")
+        snap.stores[zone_id] = pending[zone_id]
     if pending:
         await call.emitter.clock.sleep(w.copy_latency)
-    for zone_id in pending:
+    for zone_id, mine in pending.items():
         store = snap.stores.get(zone_id)
-        if store is None or store.state != "Creating":  # deleted (or re-copied) meanwhile
+        if store is not mine:  # deleted meanwhile (or another copy took over the row)
             failed.append(zone_id)
         elif zone_id in w.copy_fail_zones:
             store.state, store.download = "Failed", "DOWNLOAD_ERROR"

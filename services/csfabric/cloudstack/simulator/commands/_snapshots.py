@@ -72,6 +72,13 @@ async def create_snapshot(call: Call) -> JobPlan:
     tags = call.tag_filter()
 
     async def run() -> Json:
+        if snap.state == "Destroyed":  # deleted while Allocated: nothing left to take
+            raise ApiError(
+                530,
+                "Failed to create snapshot due to an internal error creating snapshot for "
+                f"volume {vol.id}",
+                9999,
+            )
         snap.state = "BackedUp"
         snap.stores[vol.zoneid].state = "Ready"
         await call.emitter.usage(
@@ -229,8 +236,9 @@ async def copy_snapshot(call: Call) -> JobPlan:
         failed = await copy_to_zones(call, snap, dests)
         if len(failed) == len(dests):
             raise ApiError(530, "Failed to copy snapshot", 4250)
-        # QueryManagerImpl.listSnapshot(CopySnapshotCmd): the first destination's store row.
-        return {"snapshot": render_snapshot(call, snap, dests[0], unique=False)}
+        # QueryManagerImpl.listSnapshot(CopySnapshotCmd): a destination's store row.
+        shown = next(z for z in dests if z not in failed)
+        return {"snapshot": render_snapshot(call, snap, shown, unique=False)}
 
     return JobPlan(run, "SNAPSHOT.COPY", desc, snap.account_id, "Snapshot", snap.id, "Snapshot")
 
