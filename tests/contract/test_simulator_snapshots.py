@@ -476,3 +476,20 @@ async def test_create_tags_has_no_started_and_delete_volume_is_volume_destroy(ri
     assert destroy["description"] == (
         f"Successfully completed destroying a volume. Volume Id: {vol}"
     )
+
+
+async def test_paging_counts_rows_and_tags_filter_per_store_rows(rig: Rig) -> None:
+    for n in range(3):
+        tag = {"tags[0].key": "csfabric:key", "tags[0].value": f"k{n}"}
+        await rig.run("createSnapshot", volumeid=rig.gold.id, zoneids=rig.manchester, **tag)
+    every = (await rig.call("listSnapshots", showunique="false"))["listsnapshotsresponse"]
+    page = (await rig.call("listSnapshots", showunique="false", page=2, pagesize=4))[
+        "listsnapshotsresponse"
+    ]
+    assert page["count"] == every["count"] == 6
+    assert page["snapshot"] == every["snapshot"][4:6]
+    one = await rig.rows(
+        showunique="false", **{"tags[0].key": "csfabric:key", "tags[0].value": "k1"}
+    )
+    assert len(one) == 2
+    assert {t["value"] for r in one for t in r["tags"]} == {"k1"}

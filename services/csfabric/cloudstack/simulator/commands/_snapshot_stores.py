@@ -10,10 +10,10 @@ storage once backed up, as with ``snapshot.backup.to.secondary`` (the default).
 
 from __future__ import annotations
 
-from csfabric.cloudstack.simulator._call import Call, Json, cs_date
+from csfabric.cloudstack.simulator._call import Call, Json, cs_date, render_tag
 from csfabric.cloudstack.simulator._errors import permission_denied
 from csfabric.cloudstack.simulator._limits import check_limit
-from csfabric.cloudstack.simulator._state import Snapshot, SnapshotStore, Volume
+from csfabric.cloudstack.simulator._state import Snapshot, SnapshotStore, Tag, Volume
 
 SNAPSHOT_CLASS = "com.cloud.storage.Snapshot"
 # States in which a snapshot counts against its owner's limit: the count is incremented
@@ -32,8 +32,23 @@ def image_store(call: Call, zone_id: str) -> tuple[str, str]:
     return call.world.stable_id(f"imagestore/{zone_id}"), f"{zone.name}-secondary"
 
 
+def tag_index(call: Call) -> dict[str, list[Tag]]:
+    """Snapshot id → its tags, built once per list call (the fabric lists by tag a lot)."""
+    index: dict[str, list[Tag]] = {}
+    for tag in call.world.tags:
+        if tag.resourcetype == "Snapshot":
+            index.setdefault(tag.resourceid, []).append(tag)
+    return index
+
+
 def render_snapshot(
-    call: Call, snap: Snapshot, zone_id: str, *, unique: bool = True, job: bool = False
+    call: Call,
+    snap: Snapshot,
+    zone_id: str,
+    *,
+    unique: bool = True,
+    job: bool = False,
+    tags: list[Tag] | None = None,
 ) -> Json:
     """SnapshotResponse: a list row (SnapshotJoinDaoImpl) or, with ``job``, a job result
     (ApiResponseHelper.createSnapshotResponse, the only one with ``snapshottype``)."""
@@ -74,7 +89,8 @@ def render_snapshot(
             "downloadPercent": str(store.percent),
             "downloadState": store.download or "",
         }
-    out |= {"tags": call.tags(snap.id), "hasannotations": False}
+    rendered = call.tags(snap.id) if tags is None else [render_tag(w, t) for t in tags]
+    out |= {"tags": rendered, "hasannotations": False}
     return out
 
 
@@ -87,15 +103,23 @@ def _status(snap: Snapshot, store: SnapshotStore) -> str:
     return store.state
 
 
-def list_rows(call: Call, snaps: list[Snapshot], zone: str | None, unique: bool) -> list[Json]:
-    """snapshot_view rows: destroyed snapshots and removed copies are not in the view."""
-    rows: list[Json] = []
+Row = tuple[Snapshot, str, list[Tag]]  # (snapshot, zone of the row, its tags)
+
+
+def list_rows(call: Call, snaps: list[Snapshot], zone: str | None, unique: bool) -> list[Row]:
+    """snapshot_view rows (``tags[n].key/value`` filtered), rendered later, page only:
+    destroyed snapshots and removed copies are not in the view."""
+    index = tag_index(call)
+    wanted = call.tag_filter()
+    rows: list[Row] = []
     for snap in snaps:
+        tags = index.get(snap.id, [])
+        if wanted:
+            have = {t.key: t.value for t in tags}
+            if any(have.get(k) != v for k, v in wanted.items()):
+                continue
         zones = [z for z in snap.stores if zone is None or z == zone]
-        if not zones:
-            continue
-        for zone_id in zones[:1] if unique else zones:
-            rows.append(render_snapshot(call, snap, zone_id, unique=unique))
+        rows.extend((snap, zone_id, tags) for zone_id in (zones[:1] if unique else zones))
     return rows
 
 

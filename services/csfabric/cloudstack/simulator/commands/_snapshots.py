@@ -154,11 +154,12 @@ async def list_snapshots(call: Call) -> Json:
         if interval.upper() not in _SNAPSHOT_TYPES:
             raise invalid_parameter(f"Unsupported snapshot interval type {interval}")
         snaps = [s for s in snaps if s.intervaltype == interval.upper()]
-    snaps = [s for s in snaps if call.match_tags(s.id)]
     snaps.sort(key=lambda s: s.created, reverse=True)  # Filter(created, ascending=false)
     unique = (call.get("showunique") or "true").lower() != "false"
     rows = list_rows(call, snaps, call.get("zoneid"), unique)
-    return call.list_response("snapshot", rows, lambda row: row)
+    return call.list_response(
+        "snapshot", rows, lambda r: render_snapshot(call, r[0], r[1], unique=unique, tags=r[2])
+    )
 
 
 @async_api("deleteSnapshot", "user.snapshot.DeleteSnapshotCmd", required=("id",))
