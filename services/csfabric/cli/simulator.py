@@ -71,6 +71,12 @@ def simulator(
     job_latency: Annotated[
         float, typer.Option(min=0, help="Fabric seconds an async job takes.")
     ] = 0.5,
+    copy_latency: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="Fabric seconds a snapshot copy to another zone takes (job latency)."
+        ),
+    ] = None,
     fault: Annotated[
         list[str] | None, typer.Option(help="CMD:RATE[:CODE] errors (repeatable; CMD may be *).")
     ] = None,
@@ -128,6 +134,7 @@ def simulator(
             kafka=kafka,
             webhook=webhook,
             webhook_secret=secret,
+            copy_latency=copy_latency,
         )
     except (CsfabricError, OSError) as exc:
         typer.echo(f"csfabric simulator: {redact(str(exc))}", err=True)
@@ -222,6 +229,7 @@ class _Run:
     kafka: str | None
     webhook: str | None
     webhook_secret: str | None
+    copy_latency: float | None = None
 
 
 def _clock_spec(time_scale: float | None) -> str:
@@ -266,6 +274,7 @@ async def _main(run: _Run) -> int:
             sinks=_sinks(run),
             faults=plan,
             job_latency=run.job_latency,
+            copy_latency=run.copy_latency,
             state_dir=run.state_dir,
         )
         url = await simulator.start(run.host, run.port)

@@ -15,6 +15,14 @@ from typing import Any
 CS_INVALID_PARAMETER = 4350
 CS_SERVER_API = 9999
 CS_CLOUD_RUNTIME = 4250
+CS_PERMISSION_DENIED = 4365
+CS_RESOURCE_ALLOCATION = 4370
+
+# ApiErrorCode: ACCOUNT_ERROR (PermissionDeniedException, e.g. a project that is not Active)
+# and RESOURCE_ALLOCATION_ERROR (ResourceAllocationException: over a resource limit).  532
+# (ACCOUNT_RESOURCE_LIMIT_ERROR) is AccountLimitException's, which no limit check raises.
+ACCOUNT_ERROR = 531
+RESOURCE_ALLOCATION_ERROR = 535
 
 AUTH_FAILED_TEXT = "unable to verify user credentials and/or request signature"
 UNKNOWN_COMMAND_TEXT = "The given command does not exist or it is not available for user"
@@ -36,6 +44,11 @@ class ApiError(Exception):
             out["cserrorcode"] = self.cserrorcode
         out["errortext"] = self.errortext
         return out
+
+    def job_body(self) -> dict[str, Any]:
+        """A failed job's ``jobresult``: ApiAsyncJobDispatcher builds a fresh ExceptionResponse
+        with only the error code and text, so there is no ``cserrorcode``."""
+        return {"uuidList": [], "errorcode": self.errorcode, "errortext": self.errortext}
 
 
 def auth_failed() -> ApiError:
@@ -62,3 +75,23 @@ def invalid_parameter(text: str) -> ApiError:
 
 def not_found(kind: str, uuid: str) -> ApiError:
     return invalid_parameter(f"Unable to find {kind} by id {uuid}")
+
+
+def invalid_uuid(command: str, name: str, value: str) -> ApiError:
+    """ParamProcessWorker's answer to a uuid parameter naming no entity (at call time)."""
+    return ApiError(
+        431,
+        f"Unable to execute API command {command.lower()} due to invalid value. Invalid "
+        f"parameter {name} value={value} due to incorrect long value format, or entity does "
+        "not exist or due to incorrect parameter annotation for the field in api cmd class.",
+        CS_SERVER_API,
+    )
+
+
+def permission_denied(text: str) -> ApiError:
+    # ApiServer wraps PermissionDeniedException in ACCOUNT_ERROR, keeping the cause's code.
+    return ApiError(ACCOUNT_ERROR, text, CS_PERMISSION_DENIED)
+
+
+def over_limit(text: str) -> ApiError:
+    return ApiError(RESOURCE_ALLOCATION_ERROR, text, CS_RESOURCE_ALLOCATION)

@@ -4,7 +4,8 @@ Order of checks follows ApiServer.verifyRequest: an unknown command is refused (
 ``errorresponse``) before the signature is looked at; then the signature (401, no
 ``cserrorcode``); then faults (S4's FaultPlan); then required parameters (431); then the
 command.  Async commands answer at once with a ``jobid`` and finish after ``job_latency``
-seconds of fabric time (the kernel clock, so scaled and stepped clocks work).
+seconds of fabric time (the kernel clock, so scaled and stepped clocks work); a snapshot
+copy to another zone takes ``copy_latency`` more (``job_latency`` unless given).
 """
 
 from __future__ import annotations
@@ -54,10 +55,13 @@ class Simulator:
         sinks: Sequence[EventSink] | None = None,
         faults: FaultPlan | None = None,
         job_latency: float = 0.5,
+        copy_latency: float | None = None,
         state_dir: Path | str | None = None,
         tz: tzinfo = UTC,
     ) -> None:
         self.world = world if world is not None else World.demo(0)
+        # A snapshot copy to another zone: fabric seconds, as long as a job by default.
+        self.world.copy_latency = job_latency if copy_latency is None else copy_latency
         self.clock = clock or RealClock()
         self.faults = faults
         self.emitter = Emitter(self.world, self.clock, list(sinks or []), tz)

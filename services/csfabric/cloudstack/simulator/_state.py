@@ -112,6 +112,24 @@ class Snapshot:
     state: str = "BackedUp"
     intervaltype: str = "MANUAL"
     zone_ids: list[str] = field(default_factory=list)  # copies (copySnapshot) incl. origin
+    # zone id → its image store's copy (snapshot_store_ref), origin first; see SnapshotStore.
+    stores: dict[str, SnapshotStore] = field(default_factory=dict)
+
+
+@dataclass
+class SnapshotStore:
+    """A snapshot's copy on one zone's secondary (image) store: a snapshot_store_ref row.
+
+    ``state`` is ObjectInDataStoreStateMachine's: the origin copy is ``Allocated`` until the
+    backup ends (then ``Ready``); a copy to another zone is downloaded there, ``Creating``
+    until the download completes.  ``download`` is None for the backed-up origin, else the
+    download state (``DOWNLOAD_IN_PROGRESS``, then ``DOWNLOADED``).
+    """
+
+    zoneid: str
+    state: str = "Allocated"
+    download: str | None = None
+    percent: int = 0
 
 
 @dataclass

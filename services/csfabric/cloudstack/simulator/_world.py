@@ -36,11 +36,19 @@ from csfabric.cloudstack.simulator._state import (
 EPOCH = datetime(2024, 11, 1, tzinfo=UTC)
 SERVICE_OFFERING = "Small Instance"
 TEMPLATE = "CentOS 5.6 (64-bit) no GUI (Simulator)"
-DEFAULT_PROJECT_LIMITS = {0: 20, 1: 20, 2: 40, 3: 40, 4: 20, 6: 20, 7: 20, 8: 40, 9: 81920}
-DEFAULT_PROJECT_LIMITS |= {10: 800, 11: 800}
+# Config's max.project.* defaults (ResourceLimitManagerImpl.projectResourceLimitMap).
+DEFAULT_PROJECT_LIMITS = {0: 20, 1: 20, 2: 20, 3: 20, 4: 20, 6: 20, 7: 20, 8: 40, 9: 40960}
+DEFAULT_PROJECT_LIMITS |= {10: 200, 11: 400}
+# max.account.* defaults: what an account without its own limit gets (root admins: none).
+DEFAULT_ACCOUNT_LIMITS = DEFAULT_PROJECT_LIMITS | {5: 10}
 
 
 class World:
+    # Fabric seconds a snapshot copy to another zone takes (Simulator(copy_latency=...)).
+    copy_latency: float = 0.0
+    # Zones whose image stores fail every snapshot copy (a test's broken DR site).
+    copy_fail_zones: frozenset[str] = frozenset()
+
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
         self._ns = uuid.uuid5(uuid.NAMESPACE_URL, f"csfabric-simulator/{seed}")
@@ -153,6 +161,26 @@ class World:
 
     def account_named(self, name: str) -> Account:
         return next(a for a in self.accounts.values() if a.name == name)
+
+    def db_id(self, uuid: str) -> int:
+        """A stand-in for CloudStack's internal (database) id, for texts that show one."""
+        ids: dict[str, int] = self.__dict__.setdefault("_db_ids", {})
+        return ids.setdefault(uuid, len(ids) + 1)
+
+    def limit_for(self, owner_id: str, rtype: int) -> int:
+        """The limit of a project (by project id) or account; -1 is unlimited.
+
+        Unset limits are not unlimited: ResourceLimitManagerImpl falls back to the
+        max.project.* / max.account.* defaults; root admins have no limits at all.
+        """
+        if (owner_id, rtype) in self.limits:
+            return self.limits[(owner_id, rtype)]
+        if owner_id in self.projects:
+            return DEFAULT_PROJECT_LIMITS.get(rtype, -1)
+        acct = self.accounts.get(owner_id)
+        if acct is None or acct.accounttype == 1:
+            return -1
+        return DEFAULT_ACCOUNT_LIMITS.get(rtype, -1)
 
     def tags_for(self, resource_id: str) -> list[Tag]:
         return [t for t in self.tags if t.resourceid == resource_id]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from csfabric.cloudstack.simulator._call import Call, Json, cs_date
 from csfabric.cloudstack.simulator._errors import invalid_parameter
+from csfabric.cloudstack.simulator._jobs import event_account
 from csfabric.cloudstack.simulator._registry import JobPlan, api, async_api
 from csfabric.cloudstack.simulator._state import RESOURCE_TYPES, Project
+from csfabric.cloudstack.simulator.commands._snapshot_stores import counted
 
 # ProjectResponse key prefixes per resource type (limits are strings, "Unlimited" for -1).
 _PREFIX = {
@@ -30,7 +32,7 @@ def _usage(call: Call, owner: str, rtype: int) -> int:
     if rtype == 2:
         return sum(1 for v in w.volumes.values() if v.account_id == owner)
     if rtype == 3:
-        return sum(1 for s in w.snapshots.values() if s.account_id == owner)
+        return sum(1 for s in w.snapshots.values() if s.account_id == owner and counted(s))
     if rtype == 6:
         return sum(1 for n in w.networks.values() if n.account_id == owner)
     if rtype == 10:
@@ -52,7 +54,7 @@ def render_project(call: Call, proj: Project) -> Json:
         "tags": call.tags(proj.id),
     }
     for rtype, prefix in _PREFIX.items():
-        limit = call.world.limits.get((proj.id, rtype), -1)
+        limit = call.world.limit_for(proj.id, rtype)
         used = _usage(call, proj.account_id, rtype)
         out[f"{prefix}limit"] = "Unlimited" if limit < 0 else str(limit)
         # ProjectResponse: totals are Long, except secondarystoragetotal, a Java float.
@@ -186,7 +188,7 @@ async def list_resource_limits(call: Call) -> Json:
     types = sorted(RESOURCE_TYPES)
     if (rt := call.get("resourcetype")) is not None:
         types = [t for t in types if str(t) == rt]
-    rows = [(t, call.world.limits.get((owner, t), -1)) for t in types]
+    rows = [(t, call.world.limit_for(owner, t)) for t in types]
     return call.list_response("resourcelimit", rows, lambda r: _render_limit(fields, *r))
 
 
@@ -198,12 +200,12 @@ async def update_resource_limit(call: Call) -> Json:
     owner, fields = _owner(call)
     limit = call.int_param("max", -1)
     call.world.limits[(owner, rtype)] = limit
-    acct_id = call.world.projects[owner].account_id if owner in call.world.projects else owner
     await call.emitter.action(
         "RESOURCE.LIMIT.UPDATE",
         "Completed",
         f"Updated resource limit {RESOURCE_TYPES[rtype]} to {limit}",
         user_id=call.user.id,
-        account_id=acct_id,
+        # the caller's account, or the project's when the request names one
+        account_id=event_account(call, "RESOURCE.LIMIT.UPDATE", call.account.id, job_thread=True),
     )
     return {"resourcelimit": _render_limit(fields, rtype, limit)}

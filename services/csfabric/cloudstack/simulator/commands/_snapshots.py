@@ -1,41 +1,30 @@
-"""Snapshots (one copy per zone, CloudStack 4.19+) and snapshot policies."""
+"""Snapshots (one copy per zone's image store, CloudStack 4.19+) and snapshot policies.
+
+Call-time refusals follow ApiServer's order: parameters (unknown zone uuids, 431), the
+entity owner (a project that is not Active, 531), then allocSnapshot (volume not Ready,
+431; over the snapshot limit, 535).  What copySnapshot and deleteSnapshot check, they
+check inside the job, as SnapshotManagerImpl does.
+"""
 
 from __future__ import annotations
 
-from csfabric.cloudstack.simulator._call import Call, Json, cs_date
-from csfabric.cloudstack.simulator._errors import invalid_parameter
+from csfabric.cloudstack.simulator._call import Call, Json
+from csfabric.cloudstack.simulator._errors import ApiError, invalid_parameter, invalid_uuid
+from csfabric.cloudstack.simulator._jobs import event_account
 from csfabric.cloudstack.simulator._registry import JobPlan, api, async_api
-from csfabric.cloudstack.simulator._state import Snapshot, SnapshotPolicy, Tag
+from csfabric.cloudstack.simulator._state import Snapshot, SnapshotPolicy, SnapshotStore, Tag
+from csfabric.cloudstack.simulator.commands._snapshot_stores import (
+    SNAPSHOT_CLASS,
+    check_owner_active,
+    check_snapshot_limit,
+    copy_to_zones,
+    list_rows,
+    render_snapshot,
+)
 from csfabric.cloudstack.simulator.commands._storage import find_volume
 
-SNAPSHOT_CLASS = "com.cloud.storage.Snapshot"
 _INTERVALS = {"HOURLY": 0, "DAILY": 1, "WEEKLY": 2, "MONTHLY": 3}
-
-
-def render_snapshot(call: Call, snap: Snapshot, zone_id: str | None = None) -> Json:
-    w = call.world
-    vol = w.volumes.get(snap.volumeid)
-    zone = w.zones[zone_id or snap.zoneid]
-    out: Json = {"id": snap.id}
-    out |= w.owner_of(snap.account_id)
-    out |= {
-        "snapshottype": "MANUAL",
-        "volumeid": snap.volumeid,
-        "volumename": vol.name if vol else "",
-        "volumetype": vol.type if vol else "DATADISK",
-        "created": cs_date(snap.created),
-        "name": snap.name,
-        "intervaltype": snap.intervaltype,
-        "state": snap.state,
-        "physicalsize": vol.size if vol else 0,
-        "virtualsize": vol.size if vol else 0,
-        "zoneid": zone.id,
-        "zonename": zone.name,
-        "tags": call.tags(snap.id),
-        "revertable": False,
-        "hasannotations": False,
-    }
-    return out
+_SNAPSHOT_TYPES = {"MANUAL", "HOURLY", "DAILY", "WEEKLY", "MONTHLY"}
 
 
 def _find_snapshot(call: Call) -> Snapshot:
@@ -45,42 +34,66 @@ def _find_snapshot(call: Call) -> Snapshot:
     return snap
 
 
+def _zone_list(call: Call, name: str) -> list[str]:
+    """A uuid-list parameter of zones, checked as ParamProcessWorker does (at call time)."""
+    zones = [z.strip() for z in (call.get(name) or "").split(",") if z.strip()]
+    for zone_id in zones:
+        if zone_id not in call.world.zones:
+            raise invalid_uuid(call.command, name, zone_id)
+    return zones
+
+
+def _describe(snap: Snapshot) -> str:
+    # SnapshotVO.toString (ReflectionToStringBuilderUtils, JSON style); ids are stand-ins.
+    return f'Snapshot {{"id":"{snap.id}","name":"{snap.name}","state":"{snap.state}"}}'
+
+
 @async_api("createSnapshot", "user.snapshot.CreateSnapshotCmd", required=("volumeid",))
 async def create_snapshot(call: Call) -> JobPlan:
     w = call.world
     vol = find_volume(call, call.req("volumeid"))
+    zone_ids = _zone_list(call, "zoneids")
+    check_owner_active(call, vol)
+    if vol.state != "Ready":
+        raise invalid_parameter(
+            f'Volume: Volume {{"id":"{vol.id}","name":"{vol.name}","volumeType":"{vol.type}"}} '
+            f"is not in Ready state but {vol.state}. Cannot take snapshot."
+        )
+    check_snapshot_limit(call, vol)
     now = call.emitter.now()
     name = call.get("name") or f"{vol.name}_{now.strftime('%Y%m%d%H%M%S')}"
     snap = Snapshot(
-        w.new_id("snapshot"),
-        name,
-        vol.id,
-        vol.zoneid,
-        vol.account_id,
-        now,
-        state="Allocated",
-        zone_ids=[vol.zoneid],
+        w.new_id("snapshot"), name, vol.id, vol.zoneid, vol.account_id, now, state="Allocated"
     )
-    extra = [z for z in (call.get("zoneids") or "").split(",") if z and z != vol.zoneid]
+    snap.stores[vol.zoneid] = SnapshotStore(vol.zoneid)
+    # "The snapshot will always be made available in the zone in which the volume is present."
+    extra = [z for z in dict.fromkeys(zone_ids) if z != vol.zoneid]
     w.snapshots[snap.id] = snap
-    # createSnapshot's ``tags`` map: the snapshot is tagged as it is allocated, so a caller
-    # that lost the answer finds it by tag (the fabric's csfabric:key).
-    w.tags.extend(
-        Tag(k, v, "Snapshot", snap.id, vol.account_id) for k, v in call.tag_filter().items()
-    )
+    tags = call.tag_filter()
 
     async def run() -> Json:
-        snap.state = "BackedUp"
-        snap.zone_ids.extend(z for z in extra if z in w.zones)
-        for zone_id in snap.zone_ids:
-            await call.emitter.usage(
-                "SNAPSHOT.CREATE",
-                zone_id=zone_id,
-                resource_class=SNAPSHOT_CLASS,
-                resource_uuid=snap.id,
-                account_id=snap.account_id,
+        if snap.state == "Destroyed":  # deleted while Allocated: nothing left to take
+            raise ApiError(
+                530,
+                "Failed to create snapshot due to an internal error creating snapshot for "
+                f"volume {vol.id}",
+                9999,
             )
-        return {"snapshot": render_snapshot(call, snap)}
+        snap.state = "BackedUp"
+        snap.stores[vol.zoneid].state = "Ready"
+        await call.emitter.usage(
+            "SNAPSHOT.CREATE",
+            zone_id=vol.zoneid,
+            resource_class=SNAPSHOT_CLASS,
+            resource_uuid=snap.id,
+            account_id=snap.account_id,
+        )
+        if extra:
+            await _copy_as_part_of_create(call, snap, extra)
+        # VolumeApiServiceImpl.takeSnapshot tags the snapshot once it is taken (copies
+        # included), so a snapshot whose job is still running is not found by its tags.
+        w.tags.extend(Tag(k, v, "Snapshot", snap.id, snap.account_id) for k, v in tags.items())
+        return {"snapshot": render_snapshot(call, snap, vol.zoneid, job=True)}
 
     return JobPlan(
         run,
@@ -94,28 +107,96 @@ async def create_snapshot(call: Call) -> JobPlan:
     )
 
 
+async def _copy_as_part_of_create(call: Call, snap: Snapshot, zone_ids: list[str]) -> None:
+    """SnapshotManagerImpl.copyNewSnapshotToZones: its own SNAPSHOT.COPY Started/Completed
+    pair, on the calling account (not the project's), never failing the create job."""
+    emit = call.emitter
+    copying = f"Copying snapshot ID: {snap.id}"
+    started = await emit.action(
+        "SNAPSHOT.COPY",
+        "Started",
+        copying,
+        user_id=call.user.id,
+        account_id=call.account.id,
+        entity="Snapshot",
+        entity_uuid=snap.id,
+    )
+    failed = await copy_to_zones(call, snap, zone_ids)
+    level, text = "ERROR", f"{copying} failed"
+    if len(failed) < len(zone_ids):
+        # CloudStack filters failed zones by uuid from a list of names: all zones are named.
+        names = ", ".join(call.world.zones[z].name for z in zone_ids)
+        level, text = "INFO", f"Completed copying snapshot ID: {snap.id} to zone(s): {names}"
+    await emit.action(
+        "SNAPSHOT.COPY",
+        "Completed",
+        text,
+        user_id=call.user.id,
+        account_id=call.account.id,
+        entity="Snapshot",
+        entity_uuid=snap.id,
+        level=level,
+        parent=started.event_id,
+    )
+
+
 @api("listSnapshots", "user.snapshot.ListSnapshotsCmd")
 async def list_snapshots(call: Call) -> Json:
     snaps = call.owned(call.world.snapshots.values(), lambda s: s.account_id)
+    snaps = [s for s in snaps if s.state != "Destroyed"]
     for field in ("id", "volumeid", "name"):
         if (want := call.get(field)) is not None:
             snaps = [s for s in snaps if getattr(s, field) == want]
-    snaps = [s for s in snaps if call.match_tags(s.id)]
-    zone = call.get("zoneid")
-    rows = [(s, z) for s in snaps for z in s.zone_ids if zone is None or z == zone]
-    return call.list_response("snapshot", rows, lambda r: render_snapshot(call, r[0], r[1]))
+    if (keyword := call.get("keyword")) is not None:
+        snaps = [s for s in snaps if keyword.lower() in s.name.lower()]
+    interval = call.get("intervaltype")
+    if interval is not None and call.get("volumeid") is not None:  # ignored without it
+        if interval.upper() not in _SNAPSHOT_TYPES:
+            raise invalid_parameter(f"Unsupported snapshot interval type {interval}")
+        snaps = [s for s in snaps if s.intervaltype == interval.upper()]
+    snaps.sort(key=lambda s: s.created, reverse=True)  # Filter(created, ascending=false)
+    unique = (call.get("showunique") or "true").lower() != "false"
+    rows = list_rows(call, snaps, call.get("zoneid"), unique)
+    return call.list_response(
+        "snapshot", rows, lambda r: render_snapshot(call, r[0], r[1], unique=unique, tags=r[2])
+    )
 
 
 @async_api("deleteSnapshot", "user.snapshot.DeleteSnapshotCmd", required=("id",))
 async def delete_snapshot(call: Call) -> JobPlan:
     snap = _find_snapshot(call)
     zone = call.get("zoneid")
+    if zone is not None and zone not in call.world.zones:
+        raise invalid_uuid(call.command, "zoneid", zone)
 
     async def run() -> Json:
-        if zone is not None and zone in snap.zone_ids and len(snap.zone_ids) > 1:
-            snap.zone_ids.remove(zone)
-        else:
-            call.world.snapshots.pop(snap.id, None)
+        # SnapshotManagerImpl.deleteSnapshot + DefaultSnapshotStrategy.deleteSnapshot.
+        if snap.state == "Destroyed":
+            raise invalid_parameter(f"Snapshot [{_describe(snap)}] is already destroyed")
+        if zone is not None and snap.state in ("Allocated", "CreatedOnPrimary"):
+            raise invalid_parameter(f"Snapshot in {snap.state} can not be deleted for a zone")
+        if snap.state not in ("Allocated", "BackedUp"):
+            raise invalid_parameter(
+                f"Can't delete snapshot {_describe(snap)} due to it is in {snap.state} Status"
+            )
+        # A copy still downloading is deleted like any other: the strategy looks at the
+        # snapshot's state only, never at the store row's.
+        doomed = [z for z in snap.stores if zone is None or z == zone]
+        if snap.state == "BackedUp" and not doomed:
+            raise ApiError(530, "Failed to delete snapshot", 9999)
+        was_backed_up = snap.state == "BackedUp"
+        for zone_id in doomed:
+            del snap.stores[zone_id]
+            if was_backed_up:
+                await call.emitter.usage(
+                    "SNAPSHOT.DELETE",
+                    zone_id=zone_id,
+                    resource_class=SNAPSHOT_CLASS,
+                    resource_uuid=snap.id,
+                    account_id=snap.account_id,
+                )
+        if not snap.stores:
+            snap.state = "Destroyed"
         return {"success": True}
 
     return JobPlan(
@@ -132,28 +213,35 @@ async def delete_snapshot(call: Call) -> JobPlan:
 @async_api("copySnapshot", "user.snapshot.CopySnapshotCmd", required=("id",))
 async def copy_snapshot(call: Call) -> JobPlan:
     snap = _find_snapshot(call)
-    dests = [z for z in (call.get("destzoneids") or call.get("destzoneid") or "").split(",") if z]
-    if not dests:
-        raise invalid_parameter("Please specify valid destination zone(s).")
-    for zone_id in dests:
-        if zone_id not in call.world.zones:
-            raise invalid_parameter(f"Please specify a valid destination zone: {zone_id}")
+    one, many = _zone_list(call, "destzoneid"), _zone_list(call, "destzoneids")
+    source = next(iter(_zone_list(call, "sourcezoneid")), None)
+    dests = list(dict.fromkeys(one + many))
+    # CopySnapshotCmd.getEventDescription (its ", " join leaves two spaces after "zones:").
+    desc = f"copying snapshot: {snap.id}" + (f" to zones:  {', '.join(dests)}" if dests else "")
 
     async def run() -> Json:
-        for zone_id in dests:
-            if zone_id not in snap.zone_ids:
-                snap.zone_ids.append(zone_id)
-        return {"snapshot": render_snapshot(call, snap, dests[0])}
+        if one and many:
+            raise invalid_parameter(
+                "Both destzoneid and destzoneids cannot be specified at the same time."
+            )
+        if snap.state != "BackedUp":
+            raise invalid_parameter("Snapshot is not backed up")
+        src = source or snap.zoneid
+        if not dests:
+            raise invalid_parameter("Please specify valid destination zone(s).")
+        if src in dests:
+            raise invalid_parameter("Please specify different source and destination zones.")
+        store = snap.stores.get(src)
+        if store is None or store.state != "Ready":
+            raise invalid_parameter(f"There is no snapshot ID: {snap.id} ready on image store")
+        failed = await copy_to_zones(call, snap, dests)
+        if len(failed) == len(dests):
+            raise ApiError(530, "Failed to copy snapshot", 4250)
+        # QueryManagerImpl.listSnapshot(CopySnapshotCmd): a destination's store row.
+        shown = next(z for z in dests if z not in failed)
+        return {"snapshot": render_snapshot(call, snap, shown, unique=False)}
 
-    return JobPlan(
-        run,
-        "SNAPSHOT.COPY",
-        f"copying snapshot ID: {snap.id}",
-        snap.account_id,
-        "Snapshot",
-        snap.id,
-        "Snapshot",
-    )
+    return JobPlan(run, "SNAPSHOT.COPY", desc, snap.account_id, "Snapshot", snap.id, "Snapshot")
 
 
 @api(
@@ -182,7 +270,7 @@ async def create_snapshot_policy(call: Call) -> Json:
         "Completed",
         f"Successfully created snapshot policy for volume: {vol.id}",
         user_id=call.user.id,
-        account_id=vol.account_id,
+        account_id=event_account(call, "SNAPSHOTPOLICY.CREATE", call.account.id, job_thread=True),
         entity="SnapshotPolicy",
         entity_uuid=policy.id,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from csfabric.cloudstack.simulator._call import Call, Json, cs_date
 from csfabric.cloudstack.simulator._errors import invalid_parameter, not_found
+from csfabric.cloudstack.simulator._jobs import event_account
 from csfabric.cloudstack.simulator._registry import JobPlan, api, async_api
 from csfabric.cloudstack.simulator._state import Volume
 
@@ -76,8 +77,10 @@ async def create_volume(call: Call) -> JobPlan:
     zone_id = call.get("zoneid") or (snapshot.zoneid if snapshot else None)
     if zone_id is None or zone_id not in w.zones:
         raise invalid_parameter(f"Please specify a valid zone: {zone_id}")
-    if snapshot is not None and zone_id not in snapshot.zone_ids:
-        raise invalid_parameter(f"Snapshot {snapshot.id} is not available in zone {zone_id}")
+    if snapshot is not None:
+        store = snapshot.stores.get(zone_id)
+        if snapshot.state != "BackedUp" or store is None or store.state != "Ready":
+            raise invalid_parameter(f"Snapshot {snapshot.id} is not available in zone {zone_id}")
     owner = call.project(pid).account_id if (pid := call.get("projectid")) else call.account.id
     src = w.volumes.get(snapshot.volumeid) if snapshot else None
     size = src.size if src else call.int_param("size", 1) * 1024**3
@@ -115,12 +118,14 @@ async def delete_volume(call: Call) -> Json:
     if vol.virtualmachineid:
         raise invalid_parameter("Please specify a volume that is not attached to any VM.")
     call.world.volumes.pop(vol.id, None)
+    # DeleteVolumeCmd calls destroyVolume, @ActionEvent(VOLUME.DESTROY, "destroying a
+    # volume"), synchronous: one Completed event, with the details the command set.
     await call.emitter.action(
-        "VOLUME.DELETE",
+        "VOLUME.DESTROY",
         "Completed",
-        f"Volume Id: {vol.id}",
+        f"Successfully completed destroying a volume. Volume Id: {vol.id}",
         user_id=call.user.id,
-        account_id=vol.account_id,
+        account_id=event_account(call, "VOLUME.DESTROY", call.account.id, job_thread=True),
         entity="Volume",
         entity_uuid=vol.id,
     )
