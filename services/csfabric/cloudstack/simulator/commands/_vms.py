@@ -239,8 +239,12 @@ async def destroy_vm(call: Call) -> JobPlan:
             body = render_vm(call, vm)
             call.world.vms.pop(vm.id, None)
             for vol in [v for v in call.world.volumes.values() if v.virtualmachineid == vm.id]:
-                if vol.type == "ROOT":
+                if vol.type == "ROOT":  # expunged with its snapshot policies
                     call.world.volumes.pop(vol.id, None)
+                    for pid in [
+                        p.id for p in call.world.snapshot_policies.values() if p.volumeid == vol.id
+                    ]:
+                        call.world.snapshot_policies.pop(pid)
                 else:
                     vol.virtualmachineid, vol.deviceid = None, None
         await call.emitter.usage(
