@@ -40,6 +40,7 @@ def _env(sim: Simulator, home: Path) -> dict[str, str]:
         "CLOUDSTACK_ENDPOINT": sim.url,
         "CLOUDSTACK_KEY": keys["apikey"],
         "CLOUDSTACK_SECRET": keys["secretkey"],
+        "CLOUDSTACK_POLL_INTERVAL": "0.05",  # cs polls jobs every 2 s by default
         "HOME": str(home),  # no ~/.cloudstack.ini or ~/.ansible of the developer's
     }
 

@@ -101,6 +101,7 @@ class Volume:
     deviceid: int | None = None
     snapshotid: str | None = None
     diskofferingid: str | None = None
+    attached: datetime | None = None  # VolumeResponse ``attached``: when it was attached
 
 
 @dataclass

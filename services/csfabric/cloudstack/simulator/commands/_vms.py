@@ -246,7 +246,7 @@ async def destroy_vm(call: Call) -> JobPlan:
                     ]:
                         call.world.snapshot_policies.pop(pid)
                 else:
-                    vol.virtualmachineid, vol.deviceid = None, None
+                    vol.virtualmachineid, vol.deviceid, vol.attached = None, None, None
         await call.emitter.usage(
             "VM.DESTROY",
             zone_id=vm.zoneid,
