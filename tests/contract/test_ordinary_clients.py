@@ -23,7 +23,7 @@ from tests.servers import free_port
 BIN = Path(sys.executable).parent
 SMALL = "Small Instance"
 CENTOS = "CentOS 5.6 (64-bit) no GUI (Simulator)"
-INSTALL = "/work/main/.venv/bin/pip install apache-libcloud==3.9.1 ansible==10.7.0"
+INSTALL = ".venv/bin/pip install apache-libcloud==3.9.1 ansible==10.7.0"
 
 
 @pytest.fixture

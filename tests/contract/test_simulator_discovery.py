@@ -9,7 +9,7 @@ import pytest
 from csfabric.cloudstack.simulator import Simulator, World
 from csfabric.cloudstack.simulator._registry import COMMANDS
 
-from tests.contract._scenario import Caller
+from tests.contract._scenario import Caller, run_all
 
 INVALID = (
     "Unable to execute API command {cmd} due to invalid value. Invalid parameter {name} "
@@ -41,6 +41,10 @@ async def test_list_apis_describes_every_registered_command(sim: Simulator) -> N
     assert params["serviceofferingid"]["type"] == "uuid"
     assert params["networkids"]["type"] == "list"
     assert apis["listTemplates"]["isasync"] is False
+    assert [r["name"] for r in deploy["response"]] == ["jobid", "jobstatus"]
+    # Every list command's item key is the one its answer really uses.
+    assert [r["name"] for r in apis["listTemplates"]["response"]] == ["count", "template"]
+    assert apis["listSnapshotPolicies"]["response"][1]["name"] == "snapshotpolicy"
     assert [p["name"] for p in apis["listTemplates"]["params"] if p["required"]] == [
         "templatefilter"
     ]
@@ -49,6 +53,20 @@ async def test_list_apis_describes_every_registered_command(sim: Simulator) -> N
     assert snap["volumeid"]["required"]
     assert snap["zoneids"]["since"] == "4.19.0"
     assert all(a["description"] for a in apis.values())
+
+
+async def test_list_apis_response_keys_are_the_answers_keys(sim: Simulator) -> None:
+    apis = {a["name"]: a for a in (await Caller(sim)("listApis"))["listapisresponse"]["api"]}
+    records = await run_all(Simulator(World.demo(3), job_latency=0.0))
+    checked = 0
+    for name, record in records.items():
+        if name not in apis or COMMANDS[name].isasync:
+            continue
+        inner = record["response"][f"{name.lower()}response"]
+        if inner:
+            assert set(inner) == {r["name"] for r in apis[name]["response"]}, name
+            checked += 1
+    assert checked >= 15
 
 
 async def test_list_apis_by_name_and_unknown_name(sim: Simulator) -> None:

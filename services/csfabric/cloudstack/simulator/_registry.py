@@ -13,7 +13,7 @@ handler runs, and ``listApis`` describes them to generic clients.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -60,7 +60,6 @@ class Command:
     job: Callable[[Call], Awaitable[JobPlan]] | None = None
     params: tuple[Param, ...] = ()
     description: str = ""
-    response: tuple[str, ...] = field(default=())  # response object keys, for listApis
 
     @property
     def response_name(self) -> str:

@@ -120,13 +120,55 @@ def _param(p: Param) -> Json:
     return out
 
 
+# The object key a sync command answers with (lists: beside ``count``).
+_ANSWERS = {"deleteVolume": "success", "deleteSnapshotPolicies": "success"}
+_ANSWERS |= {"createSnapshotPolicy": "snapshotpolicy", "updateResourceLimit": "resourcelimit"}
+_ANSWERS |= {"listAsyncJobs": "asyncjobs"}
+# queryAsyncJobResult answers with AsyncJobResponse itself, not an object under a key.
+_JOB_FIELDS = (
+    "accountid",
+    "account",
+    "domainid",
+    "domainpath",
+    "userid",
+    "cmd",
+    "jobprocstatus",
+    "jobresultcode",
+    "jobresulttype",
+    "jobresult",
+    "jobinstancetype",
+    "jobinstanceid",
+    "created",
+    "completed",
+    "jobid",
+    "jobstatus",
+)
+
+
+def _item_key(cmd: Command) -> str:
+    if cmd.name in _ANSWERS:
+        return _ANSWERS[cmd.name]
+    noun = cmd.name.removeprefix("list").lower()
+    # listApis → api, listSnapshotPolicies → snapshotpolicy, listZones → zone
+    return noun.removesuffix("ies") + "y" if noun.endswith("ies") else noun.removesuffix("s")
+
+
 def _response(cmd: Command) -> list[Json]:
+    """The answer's top-level keys (CloudStack lists the response class's fields here)."""
     if cmd.isasync:
         return [
             {"name": "jobid", "description": "the UUID of the latest async job", "type": "string"},
             {"name": "jobstatus", "description": "the current status of the job", "type": "int"},
         ]
-    return [{"name": n, "description": "", "type": "string"} for n in cmd.response]
+    if cmd.name == "queryAsyncJobResult":
+        return [{"name": f, "description": "", "type": "string"} for f in _JOB_FIELDS]
+    key = _item_key(cmd)
+    if not cmd.name.startswith("list"):
+        return [{"name": key, "description": f"the {key} answered", "type": "object"}]
+    return [
+        {"name": "count", "description": "the number of items, before paging", "type": "int"},
+        {"name": key, "description": f"the {key} items", "type": "list"},
+    ]
 
 
 def render_api(cmd: Command) -> Json:
