@@ -69,6 +69,9 @@ async def run_all(sim: Simulator) -> dict[str, Json]:
     await sync("listDomains", id=w.root.id)
     await sync("listAccounts", name="admin")
     await sync("listApis", name="deployVirtualMachine")
+    await sync("listPublicIpAddresses", listall="true")
+    await sync("listPortForwardingRules")
+    await sync("listIpForwardingRules")
     vm = (
         await job(
             "deployVirtualMachine",

@@ -138,6 +138,7 @@ def _libcloud_cycle(url: str, key: str, secret: str) -> dict[str, Any]:
     # Libcloud deploys with startvm=false unless told otherwise, then starts the node itself.
     node = driver.create_node(name="libcloud-cycle", size=size, image=image, location=location)
     started = driver.ex_start(node)
+    listed = [n for n in driver.list_nodes(location=location) if n.id == node.id]
     root = next(v for v in driver.list_volumes(node) if v.extra["volume_type"] == "ROOT")
     snapshot = driver.create_volume_snapshot(root)
     stopped = driver.ex_stop(node)
@@ -147,7 +148,9 @@ def _libcloud_cycle(url: str, key: str, secret: str) -> dict[str, Any]:
         "size": (size.id, size.ram),
         "image": image.id,
         "deployed": node.state,
+        "private_ips": node.private_ips,
         "started": started,
+        "listed": [(n.name, n.state, n.private_ips) for n in listed],
         "root": root.id,
         "snapshot": (snapshot.id, snapshot.extra.get("volume_id")),
         "stopped": stopped,
@@ -163,6 +166,9 @@ async def test_libcloud_full_cycle(sim: Simulator) -> None:
     assert got["size"] == (small.id, small.memory)
     assert got["image"] == w.template_id
     assert got["deployed"] == "stopped"  # libcloud asks for startvm=false
+    # list_nodes (listVirtualMachines + public addresses and forwarding rules) finds it.
+    assert got["listed"] == [("libcloud-cycle", "running", got["private_ips"])]
+    assert got["private_ips"]
     assert got["started"]
     assert got["stopped"]
     assert got["destroyed"]

@@ -6,6 +6,7 @@ or the feeds: each gets the world's state and parameters and returns CloudStack'
 """
 
 from csfabric.cloudstack.simulator.commands import (  # noqa: F401  (importing registers them)
+    _addresses,
     _apis,
     _attach,
     _core,
