@@ -220,3 +220,44 @@ async def test_list_async_jobs_and_accounts_show_no_keys(sim: Simulator) -> None
     user = Caller(sim, "user")
     mine = (await user("listAccounts"))["listaccountsresponse"]["account"]
     assert [a["name"] for a in mine] == ["user"]
+
+
+async def test_a_dr_plan_redeploys_in_manchester_from_a_copied_snapshot(sim: Simulator) -> None:
+    """What a recovery plan does: the same template id, a VM in the DR zone, the data disk
+    restored there from the snapshot's copy and attached."""
+    call = Caller(sim)
+    w = sim.world
+    manchester = w.zone_named("zone-manchester").id
+    vol = next(v for v in w.volumes.values() if v.name == "ledger-db-data")
+    _, snap = await call.job("createSnapshot", volumeid=vol.id, zoneids=manchester)
+    snap_id = snap["queryasyncjobresultresponse"]["jobresult"]["snapshot"]["id"]
+    template = (
+        await call(
+            "listTemplates",
+            templatefilter="executable",
+            zoneid=manchester,
+            name="CentOS 5.6 (64-bit) no GUI (Simulator)",
+        )
+    )["listtemplatesresponse"]["template"][0]
+    _, deployed = await call.job(
+        "deployVirtualMachine",
+        zoneid=manchester,
+        serviceofferingid=w.service_offering_id,
+        templateid=template["id"],
+        name="ledger-dr",
+    )
+    vm = deployed["queryasyncjobresultresponse"]["jobresult"]["virtualmachine"]
+    _, restored = await call.job("createVolume", snapshotid=snap_id, zoneid=manchester)
+    new_vol = restored["queryasyncjobresultresponse"]["jobresult"]["volume"]
+    _, attached = await call.job("attachVolume", id=new_vol["id"], virtualmachineid=vm["id"])
+    body = attached["queryasyncjobresultresponse"]
+    assert body["jobstatus"] == 1, body
+    assert (body["jobresult"]["volume"]["zonename"], vm["zonename"]) == (
+        "zone-manchester",
+        "zone-manchester",
+    )
+    # The original volume is in London: attaching it to the Manchester VM is refused.
+    _, wrong = await call.job("attachVolume", id=vol.id, virtualmachineid=vm["id"])
+    assert wrong["queryasyncjobresultresponse"]["jobresult"]["errortext"] == (
+        "Please specify a VM that is in the same zone as the volume."
+    )
