@@ -88,6 +88,7 @@ async def test_list_apis_by_name_and_unknown_name(sim: Simulator) -> None:
         ("listVirtualMachines", {"id": "no-such-vm"}, "id"),
         ("createSnapshot", {"volumeid": "11111111-1111-4111-8111-111111111111"}, "volumeid"),
         ("queryAsyncJobResult", {"jobid": "22222222-2222-4222-8222-222222222222"}, "jobid"),
+        ("attachVolume", {"id": "-1", "virtualmachineid": "-1"}, "id"),
     ],
 )
 async def test_an_id_naming_nothing_of_its_kind_is_cloudstacks_431(
@@ -108,6 +109,12 @@ async def test_an_id_naming_nothing_of_its_kind_is_cloudstacks_431(
     assert err["cserrorcode"] == 9999
     assert err["errortext"] == INVALID.format(cmd=command.lower(), name=bad, value=params[bad])
     assert len(w.vms) == vms
+
+
+async def test_projectid_minus_one_still_lists_every_project(sim: Simulator) -> None:
+    vms = (await Caller(sim)("listVirtualMachines", projectid="-1"))["listvirtualmachinesresponse"]
+    owners = {v["project"] for v in vms["virtualmachine"]}
+    assert owners == {p.name for p in sim.world.projects.values()}
 
 
 async def test_an_id_of_the_wrong_kind_is_refused(sim: Simulator) -> None:

@@ -5,8 +5,11 @@ the command runs; a value that names nothing of the parameter's kind fails with 
 "Unable to execute API command <cmd> due to invalid value. Invalid parameter <name>
 value=<v> due to incorrect long value format, or entity does not exist or due to incorrect
 parameter annotation for the field in api cmd class." (a ServerApiException, cserrorcode
-9999).  ``-1`` passes everywhere (CloudStack's hard-coded special case); a malformed value
-of a parameter with ``since`` set is dropped rather than refused, as the source does.
+9999).  ``-1`` passes for ``projectid`` only — CloudStack passes it everywhere as a
+hard-coded special case, but only list calls' ``projectid=-1`` ("every project") means
+anything; elsewhere its service layer refuses the id, which the simulator does at once.
+A malformed value of a parameter with ``since`` set is dropped rather than refused, as
+the source does.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def _invalid(command: str, name: str, value: str) -> ApiError:
 
 def _exists(world: World, param: Param, value: str) -> bool | None:
     """True/False; None when the value is to be dropped (malformed, ``since`` set)."""
-    if value == "-1":
+    if value == "-1" and param.name == "projectid":
         return True
     if not _UUID.match(value):
         if param.since:
