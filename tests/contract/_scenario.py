@@ -62,6 +62,16 @@ async def run_all(sim: Simulator) -> dict[str, Json]:
         return done["queryasyncjobresultresponse"]["jobresult"]
 
     await sync("listZones")
+    await sync("listServiceOfferings", name="Small Instance")
+    await sync("listDiskOfferings", name="Small")
+    await sync("listTemplates", templatefilter="executable", zoneid=manchester)
+    await sync("listNetworks", zoneid=manchester)
+    await sync("listDomains", id=w.root.id)
+    await sync("listAccounts", name="admin")
+    await sync("listApis", name="deployVirtualMachine")
+    await sync("listPublicIpAddresses", listall="true")
+    await sync("listPortForwardingRules")
+    await sync("listIpForwardingRules")
     vm = (
         await job(
             "deployVirtualMachine",
@@ -72,18 +82,25 @@ async def run_all(sim: Simulator) -> dict[str, Json]:
         )
     )["virtualmachine"]
     await sync("listVirtualMachines", id=vm["id"])
+    await job("attachVolume", id=gold_vol.id, virtualmachineid=vm["id"])
+    await job("detachVolume", id=gold_vol.id)
     await sync("listVolumes", id=gold_vol.id)
     snap = (await job("createSnapshot", volumeid=gold_vol.id))["snapshot"]
     await sync("listSnapshots", id=snap["id"])
     await job("copySnapshot", id=snap["id"], destzoneids=manchester)
-    await sync(
-        "createSnapshotPolicy",
-        volumeid=gold_vol.id,
-        intervaltype="DAILY",
-        maxsnaps=7,
-        schedule="30:02",
-        timezone="Europe/London",
-    )
+    policy = (
+        await sync(
+            "createSnapshotPolicy",
+            volumeid=gold_vol.id,
+            intervaltype="DAILY",
+            maxsnaps=7,
+            schedule="30:02",
+            timezone="Europe/London",
+        )
+    )["createsnapshotpolicyresponse"]["snapshotpolicy"]
+    await sync("listSnapshotPolicies", volumeid=gold_vol.id)
+    await job("updateSnapshotPolicy", id=policy["id"], fordisplay="true")
+    await sync("deleteSnapshotPolicies", id=policy["id"])
     vol = (await job("createVolume", snapshotid=snap["id"], zoneid=manchester))["volume"]
     await sync("deleteVolume", id=vol["id"])
     await job("deleteSnapshot", id=snap["id"])
@@ -98,6 +115,8 @@ async def run_all(sim: Simulator) -> dict[str, Json]:
         "deleteTags", resourceids=vm["id"], resourcetype="UserVm", **{"tags[0].key": "csfabric:env"}
     )
     await job("stopVirtualMachine", id=vm["id"])
+    await job("startVirtualMachine", id=vm["id"])
+    await sync("listAsyncJobs", listall="true", pagesize=1)
     await job("destroyVirtualMachine", id=vm["id"], expunge="true")
     await sync("listProjects", id=proj.id)
     await job("suspendProject", id=proj.id)

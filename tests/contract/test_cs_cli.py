@@ -31,6 +31,7 @@ async def run_cs(sim: Simulator, *args: str, secret: str | None = None) -> tuple
         "CLOUDSTACK_ENDPOINT": sim.url,
         "CLOUDSTACK_KEY": keys["apikey"],
         "CLOUDSTACK_SECRET": secret or keys["secretkey"],
+        "CLOUDSTACK_POLL_INTERVAL": "0.1",  # cs polls jobs every 2 s by default
         "HOME": "/nonexistent",  # no ~/.cloudstack.ini may leak into the test
     }
     proc = await asyncio.create_subprocess_exec(

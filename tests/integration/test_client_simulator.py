@@ -136,9 +136,13 @@ async def test_refused_job_command_raises_at_once(simulator: Simulator) -> None:
     async with client_for(simulator) as client:
         with pytest.raises(CloudStackApiError) as caught:
             await client.job("stopVirtualMachine", id="00000000-0000-0000-0000-000000000000")
+    # ParamProcessWorker refuses an id naming no VM before the command runs.
     assert caught.value.errorcode == 431
-    assert caught.value.cserrorcode == 4350
-    assert "Unable to find virtual machine" in caught.value.errortext
+    assert caught.value.cserrorcode == 9999
+    assert (
+        "Invalid parameter id value=00000000-0000-0000-0000-000000000000 due to incorrect long"
+        in caught.value.errortext
+    )
 
 
 async def test_injected_530s_are_retried(simulator: Simulator) -> None:

@@ -3,9 +3,10 @@
 Order of checks follows ApiServer.verifyRequest: an unknown command is refused (432,
 ``errorresponse``) before the signature is looked at; then the signature (401, no
 ``cserrorcode``); then faults (S4's FaultPlan); then required parameters (431); then the
-command.  Async commands answer at once with a ``jobid`` and finish after ``job_latency``
-seconds of fabric time (the kernel clock, so scaled and stepped clocks work); a snapshot
-copy to another zone takes ``copy_latency`` more (``job_latency`` unless given).
+command, after ParamProcessWorker's uuid translation (an id naming nothing of its kind →
+431, see ``_params``).  Async commands answer at once with a ``jobid`` and finish after
+``job_latency`` seconds of fabric time (the kernel clock, so scaled and stepped clocks work);
+a snapshot copy to another zone takes ``copy_latency`` more (``job_latency`` unless given).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from csfabric.cloudstack.simulator._errors import (
     unknown_command,
 )
 from csfabric.cloudstack.simulator._jobs import JobRunner
+from csfabric.cloudstack.simulator._params import translate
 from csfabric.cloudstack.simulator._registry import COMMANDS
 from csfabric.cloudstack.simulator._signing import verify_request
 from csfabric.cloudstack.simulator._state import Account, User
@@ -129,6 +131,7 @@ class Simulator:
             for req in cmd.required:
                 if not params.get(req):
                     raise missing_parameter(cmd.name, req)
+            translate(cmd, params, self.world)
             call = Call(cmd.name, params, self.world, user, account, self.emitter)
             if cmd.sync is not None:
                 return 200, {cmd.response_name: await cmd.sync(call)}

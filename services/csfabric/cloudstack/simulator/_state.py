@@ -70,6 +70,7 @@ class Network:
     cidr: str
     created: datetime
     state: str = "Implemented"
+    type: str = "Isolated"  # "Shared": a zone-wide guest network every account may use
 
 
 @dataclass
@@ -99,6 +100,8 @@ class Volume:
     state: str = "Ready"
     deviceid: int | None = None
     snapshotid: str | None = None
+    diskofferingid: str | None = None
+    attached: datetime | None = None  # VolumeResponse ``attached``: when it was attached
 
 
 @dataclass
@@ -210,3 +213,41 @@ RESOURCE_TYPES: dict[int, str] = {
     10: "primary_storage",
     11: "secondary_storage",
 }
+
+
+@dataclass
+class ServiceOffering:
+    id: str
+    name: str
+    displaytext: str
+    cpunumber: int
+    cpuspeed: int  # MHz
+    memory: int  # MiB
+    created: datetime
+
+
+@dataclass
+class DiskOffering:
+    id: str
+    name: str
+    displaytext: str
+    disksize: int  # GiB; 0 with iscustomized
+    created: datetime
+    iscustomized: bool = False
+
+
+@dataclass
+class Template:
+    """A template registered in several zones (template_zone_ref): one list row per zone."""
+
+    id: str
+    name: str
+    displaytext: str
+    ostypeid: str
+    ostypename: str
+    zone_ids: list[str]
+    created: datetime
+    size: int = 2 * 1024**3
+    templatetype: str = "BUILTIN"
+    isfeatured: bool = True
+    ispublic: bool = True

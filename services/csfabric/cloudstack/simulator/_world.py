@@ -18,14 +18,17 @@ from typing import Any
 from csfabric.cloudstack.simulator._state import (
     Account,
     AsyncJob,
+    DiskOffering,
     Domain,
     EventRecord,
     KubernetesCluster,
     Network,
     Project,
+    ServiceOffering,
     Snapshot,
     SnapshotPolicy,
     Tag,
+    Template,
     User,
     VirtualMachine,
     Volume,
@@ -70,6 +73,9 @@ class World:
         self.limits: dict[tuple[str, int], int] = {}
         self.service_offering_id = self.new_id("serviceoffering")
         self.template_id = self.new_id("template")
+        self.service_offerings: dict[str, ServiceOffering] = {}
+        self.disk_offerings: dict[str, DiskOffering] = {}
+        self.templates: dict[str, Template] = {}
         self._build_base()
 
     # -- identity ---------------------------------------------------------------------------
@@ -99,6 +105,9 @@ class World:
         sandbox = self.add_domain("gov-sandbox", self.root.id)
         self.add_account("sandbox-admin", 2, sandbox.id)
         self.add_account("user", 0, sandbox.id)
+        from csfabric.cloudstack.simulator._catalogue import build_catalogue
+
+        build_catalogue(self)
 
     def add_zone(self, name: str, description: str) -> Zone:
         zone = Zone(self.new_id("zone"), name, description)

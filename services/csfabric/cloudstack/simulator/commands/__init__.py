@@ -6,11 +6,20 @@ or the feeds: each gets the world's state and parameters and returns CloudStack'
 """
 
 from csfabric.cloudstack.simulator.commands import (  # noqa: F401  (importing registers them)
+    _addresses,
+    _apis,
+    _attach,
     _core,
+    _directory,
+    _offerings,
+    _power,
     _projects,
+    _snapshot_policies,
     _snapshots,
     _storage,
     _vms,
 )
 
 __all__: list[str] = []
+
+_apis.declare_missing()  # last: it completes the parameters of every module above

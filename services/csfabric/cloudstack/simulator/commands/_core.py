@@ -1,11 +1,11 @@
-"""Zones, async-job results, events, tags, networks and Kubernetes clusters."""
+"""Zones, async jobs, events, tags, network deletion and Kubernetes clusters."""
 
 from __future__ import annotations
 
 from csfabric.cloudstack.simulator._call import Call, Json, cs_date, render_tag
 from csfabric.cloudstack.simulator._errors import not_found
 from csfabric.cloudstack.simulator._jobs import render_job
-from csfabric.cloudstack.simulator._registry import JobPlan, api, async_api
+from csfabric.cloudstack.simulator._registry import JobPlan, Param, api, async_api
 from csfabric.cloudstack.simulator._state import EventRecord, Zone
 
 _KINDS = {
@@ -44,7 +44,16 @@ def render_zone(zone: Zone) -> Json:
     }
 
 
-@api("listZones", "user.zone.ListZonesCmd")
+@api(
+    "listZones",
+    "user.zone.ListZonesCmd",
+    params=(
+        Param("id", "uuid", entity="zone", description="the ID of the zone"),
+        Param("name", description="the name of the zone"),
+        Param("available", "boolean", description="zones the caller may deploy in"),
+    ),
+    description="Lists zones",
+)
 async def list_zones(call: Call) -> Json:
     zones = list(call.world.zones.values())
     if (zid := call.get("id")) is not None:
@@ -54,13 +63,38 @@ async def list_zones(call: Call) -> Json:
     return call.list_response("zone", zones, render_zone)
 
 
-@api("queryAsyncJobResult", "user.job.QueryAsyncJobResultCmd", required=("jobid",))
+@api(
+    "queryAsyncJobResult",
+    "user.job.QueryAsyncJobResultCmd",
+    params=(Param("jobid", "uuid", True, "job", "the ID of the asynchronous job"),),
+    description="Retrieves the current status of asynchronous job.",
+)
 async def query_async_job_result(call: Call) -> Json:
-    jobid = call.req("jobid")
-    job = call.world.jobs.get(jobid)
-    if job is None:
-        raise not_found("async job", jobid)
-    return render_job(job, call.world)
+    return render_job(call.world.jobs[call.req("jobid")], call.world)
+
+
+@api(
+    "listAsyncJobs",
+    "user.job.ListAsyncJobsCmd",
+    params=(
+        Param("startdate", "date", description="jobs created at or after this date"),
+        Param("listall", "boolean", description="all jobs the caller may see"),
+        Param("keyword", description="List by keyword"),
+    ),
+    description="Lists all pending asynchronous jobs for the account.",
+)
+async def list_async_jobs(call: Call) -> Json:
+    owners = {call.account.id}
+    if call.flag("listall") and call.account.accounttype in (1, 2):
+        owners = call.visible_owners() | {call.account.id}
+        if call.account.accounttype == 1:
+            owners |= set(call.world.accounts)
+    jobs = [j for j in call.world.jobs.values() if j.account_id in owners]
+    if (start := call.get("startdate")) is not None:
+        jobs = [j for j in jobs if (cs_date(j.created) or "") >= _norm(start)]
+    if (kw := call.get("keyword")) is not None:
+        jobs = [j for j in jobs if kw.lower() in j.cmd.lower()]
+    return call.list_response("asyncjobs", jobs, lambda j: render_job(j, call.world))
 
 
 def _render_event(call: Call, ev: EventRecord) -> Json:
@@ -84,7 +118,18 @@ def _render_event(call: Call, ev: EventRecord) -> Json:
     return out
 
 
-@api("listEvents", "user.event.ListEventsCmd")
+@api(
+    "listEvents",
+    "user.event.ListEventsCmd",
+    params=(
+        Param("type", description="the event type"),
+        Param("startdate", "date", description="events at or after (yyyy-MM-dd HH:mm:ss)"),
+        Param("enddate", "date", description="events at or before (yyyy-MM-dd HH:mm:ss)"),
+        Param("listall", "boolean", description="all events the caller may see"),
+        Param("projectid", "uuid", entity="project", description="the project's id"),
+    ),
+    description="A command to list events.",
+)
 async def list_events(call: Call) -> Json:
     owners = call.visible_owners()
     if call.account.accounttype == 1 and call.flag("listall"):
@@ -107,7 +152,19 @@ def _norm(date: str) -> str:
     return text if "T" in text else text + "T00:00:00"
 
 
-@api("listTags", "user.tag.ListTagsCmd")
+@api(
+    "listTags",
+    "user.tag.ListTagsCmd",
+    params=(
+        Param("key", description="list by key"),
+        Param("value", description="list by value"),
+        Param("resourceid", description="list by resource id"),
+        Param("resourcetype", description="list by resource type"),
+        Param("listall", "boolean", description="all tags the caller may see"),
+        Param("projectid", "uuid", entity="project", description="the project's id"),
+    ),
+    description="List resource tag(s)",
+)
 async def list_tags(call: Call) -> Json:
     tags = call.owned(call.world.tags, lambda t: t.account_id)
     for field in ("key", "value", "resourceid"):
@@ -118,7 +175,16 @@ async def list_tags(call: Call) -> Json:
     return call.list_response("tag", tags, lambda t: render_tag(call.world, t))
 
 
-@async_api("createTags", "user.tag.CreateTagsCmd", required=("resourceids", "resourcetype"))
+@async_api(
+    "createTags",
+    "user.tag.CreateTagsCmd",
+    params=(
+        Param("resourceids", "list", True, description="list of resources to create the tags for"),
+        Param("resourcetype", required=True, description="type of the resource"),
+        Param("tags", "map", True, description="Map of tags (key/value pairs)"),
+    ),
+    description="Creates resource tag(s)",
+)
 async def create_tags(call: Call) -> JobPlan:
     from csfabric.cloudstack.simulator._state import Tag
 
@@ -138,7 +204,16 @@ async def create_tags(call: Call) -> JobPlan:
     return JobPlan(run, "CREATE_TAGS", "creating tags", call.account.id)
 
 
-@async_api("deleteTags", "user.tag.DeleteTagsCmd", required=("resourceids", "resourcetype"))
+@async_api(
+    "deleteTags",
+    "user.tag.DeleteTagsCmd",
+    params=(
+        Param("resourceids", "list", True, description="Delete tags for resource id(s)"),
+        Param("resourcetype", required=True, description="Delete tag by resource type"),
+        Param("tags", "map", description="Delete tags matching key/value pairs"),
+    ),
+    description="Deleting resource tag(s)",
+)
 async def delete_tags(call: Call) -> JobPlan:
     ids = set(call.req("resourceids").split(","))
     pairs = _tag_pairs(call)
@@ -158,7 +233,15 @@ def _tag_pairs(call: Call) -> dict[str, str]:
     return call.tag_filter()
 
 
-@async_api("deleteNetwork", "user.network.DeleteNetworkCmd", required=("id",))
+@async_api(
+    "deleteNetwork",
+    "user.network.DeleteNetworkCmd",
+    params=(
+        Param("id", "uuid", True, "network", "the ID of the network"),
+        Param("forced", "boolean", description="Force delete a network (root admin only)"),
+    ),
+    description="Deletes a network",
+)
 async def delete_network(call: Call) -> JobPlan:
     net = call.world.networks.get(call.req("id"))
     if net is None:
@@ -175,7 +258,12 @@ async def delete_network(call: Call) -> JobPlan:
 @async_api(
     "deleteKubernetesCluster",
     "user.kubernetes.cluster.DeleteKubernetesClusterCmd",
-    required=("id",),
+    params=(
+        Param("id", "uuid", True, "kubernetescluster", "the ID of the Kubernetes cluster"),
+        Param("cleanup", "boolean", description="destroy resources (ExternalManaged only)"),
+        Param("expunge", "boolean", description="expunge the VMs (ExternalManaged only)"),
+    ),
+    description="Deletes a Kubernetes cluster",
 )
 async def delete_kubernetes_cluster(call: Call) -> JobPlan:
     cluster = call.world.kubernetes.get(call.req("id"))
