@@ -40,9 +40,15 @@ def policy(copy_to: tuple[str, ...] = ("zone-manchester",), **selector: object) 
 
 def vol(name: str, vm: str | None = None, kind: str = "DATADISK", **tags: str) -> VolumeRef:
     return VolumeRef(
-        id=f"v-{name}", name=name, zone_id=LON, zone_name="zone-london", type=kind,
-        account="admin", tags=tags or GOLD, virtualmachine_id=vm,
-    )  # fmt: skip
+        id=f"v-{name}",
+        name=name,
+        zone_id=LON,
+        zone_name="zone-london",
+        type=kind,
+        account="admin",
+        tags=tags or GOLD,
+        virtualmachine_id=vm,
+    )
 
 
 def copy(volume: str, minutes_ago: int, state: str = BACKED_UP, zone: str = MAN) -> Copy:
@@ -51,10 +57,18 @@ def copy(volume: str, minutes_ago: int, state: str = BACKED_UP, zone: str = MAN)
 
 
 VM = PlanVm(
-    id="vm-1", name="ledger", zone_id=LON, service_offering_id="so-small",
-    service_offering_name="Small Instance", template_id="t-lon", template_name="CentOS",
-    network_ids=("n-lon",), network_names=("ledger-net",), account="admin", domain_id="d-root",
-)  # fmt: skip
+    id="vm-1",
+    name="ledger",
+    zone_id=LON,
+    service_offering_id="so-small",
+    service_offering_name="Small Instance",
+    template_id="t-lon",
+    template_name="CentOS",
+    network_ids=("n-lon",),
+    network_names=("ledger-net",),
+    account="admin",
+    domain_id="d-root",
+)
 
 
 def inventory(**over: object) -> Inventory:
@@ -71,7 +85,7 @@ def inventory(**over: object) -> Inventory:
         "templates": [Template("t-lon", "CentOS", LON), Template("t-man", "CentOS", MAN)],
         "networks": [Network("n-man", "ledger-net", MAN, "admin")],
         "offerings": [Offering("so-small", "Small Instance")],
-    }  # fmt: skip
+    }
     return Inventory(**(base | over))  # type: ignore[arg-type]
 
 
@@ -80,8 +94,13 @@ def test_newest_complete_copy_in_the_dr_zone_is_restored() -> None:
     assert [r.volume_name for r in got.volumes] == ["ledger-data"]  # bronze scratch untouched
     step = got.volumes[0]
     # The 1-minute copy is still copying: the 5-minute one is the newest complete.
-    assert step.params == {"name": "dr-ledger-data", "snapshotid": "s-ledger-data-5",
-                           "zoneid": MAN, "account": "admin", "domainid": "d-root"}  # fmt: skip
+    assert step.params == {
+        "name": "dr-ledger-data",
+        "snapshotid": "s-ledger-data-5",
+        "zoneid": MAN,
+        "account": "admin",
+        "domainid": "d-root",
+    }
     assert step.data_age_s == 300
     assert step.policy == "gold"
     assert got.complete
@@ -199,10 +218,13 @@ def test_project_volumes_are_restored_into_their_project() -> None:
     volume = vol("ledger-data", "vm-1").model_copy(update={"project_id": "p-1", "project": "alpha"})
     got = plan(
         {"gold": policy()},
-        inventory(volumes=[volume], vms={"vm-1": project_vm},
-                  networks=[Network("n-p", "alpha-dr", MAN, None, "p-1")]),
+        inventory(
+            volumes=[volume],
+            vms={"vm-1": project_vm},
+            networks=[Network("n-p", "alpha-dr", MAN, None, "p-1")],
+        ),
         NOW,
-    )  # fmt: skip
+    )
     assert got.volumes[0].params["projectid"] == "p-1"
     assert "account" not in got.volumes[0].params
     assert got.vms[0].params["projectid"] == "p-1"
@@ -213,6 +235,15 @@ def test_a_volume_two_policies_cover_is_planned_once_by_the_first_name() -> None
     got = plan({"zeta": policy(), "alpha": policy()}, inventory(), NOW)
     assert [r.policy for r in got.volumes] == ["alpha"]
     assert got.policies == ("alpha", "zeta")
+
+
+def test_a_detached_volume_is_restored_for_its_own_account() -> None:
+    volume = vol("reports")
+    inv = inventory(volumes=[volume], dr_copies=[copy("reports", 9)], domain_ids={volume.id: "d-2"})
+    got = plan({"gold": policy()}, inv, NOW)
+    assert got.volumes[0].params["account"] == "admin"
+    assert got.volumes[0].params["domainid"] == "d-2"
+    assert not got.vms
 
 
 def test_long_names_stay_valid_host_names() -> None:

@@ -26,8 +26,8 @@ from csfabric.dr._evidence import (
     RpoEvidence,
     RpoSample,
 )
-from csfabric.dr._plan import (
-    DR_NETWORK_TAG,
+from csfabric.dr._plan import DR_NETWORK_TAG, covers_zone, dr_name, plan
+from csfabric.dr._plan_rows import (
     Blocked,
     Inventory,
     Network,
@@ -37,9 +37,6 @@ from csfabric.dr._plan import (
     RedeployVm,
     RestoreVolume,
     Template,
-    covers_zone,
-    dr_name,
-    plan,
 )
 from csfabric.dr._policy import KIND, Retain, Selector, SnapshotPolicy, VolumeRef
 from csfabric.dr._rules import (

@@ -15,126 +15,24 @@ A listing the cloud does not offer (an older simulator without ``listTemplates``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import datetime
 
-from csfabric.dr._policy import SnapshotPolicy, VolumeRef
+from csfabric.dr._plan_rows import (
+    Blocked,
+    Inventory,
+    PlanVm,
+    RecoveryPlan,
+    RedeployVm,
+    RestoreVolume,
+)
+from csfabric.dr._policy import SnapshotPolicy
 from csfabric.dr._rules import Copy, newest_complete
 
 # A DR-zone network tagged with this key names the primary network (name or id) it stands in for.
 DR_NETWORK_TAG = "csfabric:dr-network"
 NAME_PREFIX = "dr-"
 _HOSTNAME_MAX = 63  # CloudStack VM names are host names
-
-
-@dataclass(frozen=True)
-class PlanVm:
-    """A VM as ``listVirtualMachines`` shows it (the fields a redeploy needs)."""
-
-    id: str
-    name: str
-    zone_id: str
-    service_offering_id: str | None
-    service_offering_name: str | None
-    template_id: str | None
-    template_name: str | None
-    network_ids: tuple[str, ...] = ()
-    network_names: tuple[str, ...] = ()
-    account: str | None = None
-    domain_id: str | None = None
-    project_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Template:
-    id: str
-    name: str
-    zone_id: str | None  # None: cross-zone
-
-
-@dataclass(frozen=True)
-class Network:
-    id: str
-    name: str
-    zone_id: str
-    account: str | None = None
-    project_id: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Offering:
-    id: str
-    name: str
-    zone_ids: tuple[str, ...] = ()  # empty: every zone
-
-
-@dataclass(frozen=True)
-class Inventory:
-    """Everything the plan reads; ``None`` marks a listing the cloud could not give."""
-
-    dr_zone_id: str
-    dr_zone_name: str
-    volumes: Sequence[VolumeRef]
-    vms: Mapping[str, PlanVm]
-    dr_copies: Sequence[Copy]  # rows of listSnapshots zoneid=<DR zone>
-    templates: Sequence[Template] | None = None
-    networks: Sequence[Network] | None = None
-    offerings: Sequence[Offering] | None = None
-
-
-@dataclass(frozen=True)
-class RestoreVolume:
-    volume_id: str
-    volume_name: str
-    volume_type: str
-    policy: str
-    snapshot_id: str
-    snapshot_created: datetime
-    data_age_s: float  # what this restore loses: now - the copy's creation
-    params: dict[str, str]  # createVolume's parameters
-
-    @property
-    def command(self) -> str:
-        return "createVolume"
-
-
-@dataclass(frozen=True)
-class RedeployVm:
-    vm_id: str
-    vm_name: str
-    params: dict[str, str]  # deployVirtualMachine's parameters
-    attach: tuple[str, ...]  # source volume ids whose restored copies are attached, in order
-    notes: tuple[str, ...] = ()
-
-    @property
-    def command(self) -> str:
-        return "deployVirtualMachine"
-
-
-@dataclass(frozen=True)
-class Blocked:
-    kind: str  # "volume" | "vm"
-    id: str
-    name: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class RecoveryPlan:
-    zone_id: str
-    zone_name: str
-    at: datetime
-    policies: tuple[str, ...]
-    volumes: tuple[RestoreVolume, ...]
-    vms: tuple[RedeployVm, ...]
-    blocked: tuple[Blocked, ...]
-    notes: tuple[str, ...]
-
-    @property
-    def complete(self) -> bool:
-        return not self.blocked
 
 
 def dr_name(name: str) -> str:
@@ -189,8 +87,9 @@ def plan(
             "snapshotid": newest.snapshot_id,
             "zoneid": inv.dr_zone_id,
         }
-        account_domain = (vm.account, vm.domain_id) if vm else (vol.account, None)
-        params |= _owner(*account_domain, vol.project_id)
+        account = vm.account if vm else vol.account
+        domain = vm.domain_id if vm else inv.domain_ids.get(vol.id)
+        params |= _owner(account, domain, vol.project_id)
         age = max((now - newest.created).total_seconds(), 0.0)
         restores.append(
             RestoreVolume(
@@ -292,8 +191,9 @@ def _template(inv: Inventory, vm: PlanVm, notes: list[str]) -> str | None:
         return vm.template_id
     here = [t for t in inv.templates if t.zone_id in (None, inv.dr_zone_id)]
     # Same name first (a template registered per zone has one id per zone), then same id.
-    named = sorted((t for t in here if vm.template_name and t.name == vm.template_name),
-                   key=lambda t: t.id)  # fmt: skip
+    named = sorted(
+        (t for t in here if vm.template_name and t.name == vm.template_name), key=lambda t: t.id
+    )
     same = [t for t in here if t.id == vm.template_id]
     found = named or same
     return found[0].id if found else None
@@ -316,21 +216,17 @@ def _network(inv: Inventory, vm: PlanVm, own: list[str]) -> str | Blocked | None
         own.append(f"network {theirs[0].name}: the owner's network in {inv.dr_zone_name}")
         return theirs[0].id
     names = ", ".join(vm.network_names) or "none"
-    return Blocked("vm", vm.id, vm.name, f"no network in {inv.dr_zone_name} named {names}, "
-                   f"tagged {DR_NETWORK_TAG}, or owned by its account")  # fmt: skip
+    return Blocked(
+        "vm",
+        vm.id,
+        vm.name,
+        f"no network in {inv.dr_zone_name} named {names}, "
+        f"tagged {DR_NETWORK_TAG}, or owned by its account",
+    )
 
 
 __all__ = [
     "DR_NETWORK_TAG",
-    "Blocked",
-    "Inventory",
-    "Network",
-    "Offering",
-    "PlanVm",
-    "RecoveryPlan",
-    "RedeployVm",
-    "RestoreVolume",
-    "Template",
     "covers_zone",
     "dr_name",
     "plan",

@@ -1,0 +1,155 @@
+"""``csfabric dr drill --zone Z [--target 1h] [--yes-real-cloud]``: run the plan, time it, undo it.
+
+The plan of ``csfabric dr plan`` is run against the cloud (:mod:`csfabric.cli.dr_run`):
+volumes restored from their DR copies, VMs redeployed, volumes attached, each step timed on
+the fabric clock; the measured RTO is compared with ``--target``, then everything the drill
+made is destroyed.  The :class:`~csfabric.dr.DrillResult` is printed, and recorded as an
+audit record (decision ``dr-drill`` on ``csfabric.audit.dr``) when NATS is configured
+(``CSFABRIC_NATS_URL`` or a running ``csfabric dev``).
+
+It creates resources, so it refuses any endpoint that is not a simulator this state
+directory knows (``simulator-keys.json``, written by ``csfabric simulator`` and ``csfabric
+dev``) unless ``--yes-real-cloud`` is given.  Exit 0 when every step worked and the RTO is
+within the target, 4 when a step failed or the RTO is over, 1 when it could not start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from csfabric.cli._common import JsonFlag
+from csfabric.cli.dr_plan import PoliciesOpt, PolicyOpt, ZoneOpt, fail
+from csfabric.dr import DrillResult
+
+DRILL_FAILED_EXIT = 4
+
+
+def is_simulator(endpoint: str, state_dir: Path) -> bool:
+    from csfabric.cli.simulator import read_keys
+    from csfabric.kernel import ConfigError
+
+    try:
+        read_keys(state_dir, endpoint)
+    except ConfigError:
+        return False
+    return True
+
+
+def nats_configured(state_dir: Path) -> bool:
+    from csfabric.kernel import read_dev_file
+
+    return bool(os.environ.get("CSFABRIC_NATS_URL") or read_dev_file(state_dir).get("nats_url"))
+
+
+async def record(result: DrillResult) -> str:
+    """The audit record, on ``csfabric.audit.dr``; returns its id."""
+    from csfabric.devstack import connect_once
+    from csfabric.dr import DECISION_DRILL
+    from csfabric.kernel import Auditor, FabricSettings, StreamLimits, parse_clock
+    from csfabric.kernel.bus import Bus, ensure_streams
+
+    settings = FabricSettings()
+    bus = Bus(
+        await connect_once(settings.nats_url), service="dr", clock=parse_clock(settings.clock)
+    )
+    try:
+        await bus.retry(lambda: ensure_streams(bus.js, StreamLimits()), what="streams")
+        audit = await Auditor(bus).emit(
+            action_key=f"dr-drill:{result.id}",
+            decision=DECISION_DRILL,
+            reason=summary(result),
+            action="dr drill",
+            outcome="success" if result.ok else "failure",
+            evidence=result.model_dump(mode="json"),
+        )
+        return audit.id
+    finally:
+        await bus.close()
+
+
+def summary(result: DrillResult) -> str:
+    failed = [s.name for s in result.steps if not s.ok]
+    verdict = "within" if result.measured_rto_s <= result.target_rto_s else "OVER"
+    text = (
+        f"drill into {result.zone}: RTO {result.measured_rto_s:.0f}s {verdict} the target "
+        f"{result.target_rto_s:.0f}s; {result.volumes_restored} volume(s) restored, "
+        f"{result.vms_redeployed} VM(s) redeployed; cleaned up: "
+        f"{'yes' if result.cleaned_up else 'NO'}"
+    )
+    return text + (f"; failed: {', '.join(failed)}" if failed else "")
+
+
+async def drill(
+    zone: str, policy: str | None, paths: list[Path], target_s: float, real_cloud: bool
+) -> tuple[DrillResult, str | None]:
+    from csfabric.cli.dr_cloud import open_client, read_inventory, read_policies
+    from csfabric.cli.dr_run import drill_id, run_drill
+    from csfabric.dr import plan
+    from csfabric.kernel import ConfigError, FabricSettings
+
+    settings = FabricSettings()
+    policies = await read_policies(paths, policy, settings)
+    async with open_client(settings) as client:
+        if not real_cloud and not is_simulator(client.endpoint, settings.state_dir):
+            raise ConfigError(
+                f"{client.endpoint} is not a simulator known in {settings.state_dir}: a drill "
+                "creates VMs and volumes there; pass --yes-real-cloud to run it anyway"
+            )
+        recovery = plan(policies, await read_inventory(client, zone), client.clock.now())
+        result = await run_drill(
+            client,
+            recovery,
+            target_rto_s=target_s,
+            drill_id=drill_id(recovery.zone_name, client.clock.now()),
+        )
+    recorded = await record(result) if nats_configured(settings.state_dir) else None
+    return result, recorded
+
+
+def drill_command(
+    zone: ZoneOpt,
+    target: Annotated[
+        str, typer.Option("--target", help="The RTO to meet (1h, 45m, PT1H).")
+    ] = "1h",
+    policy: PolicyOpt = None,
+    policies: PoliciesOpt = None,
+    yes_real_cloud: Annotated[
+        bool, typer.Option("--yes-real-cloud", help="Allow a cloud that is not the simulator.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the recovery plan, report the measured RTO against the target, clean up."""
+    from csfabric.kernel import CsfabricError, parse_duration
+
+    try:
+        target_s = parse_duration(target).total_seconds()
+        result, recorded = asyncio.run(
+            drill(zone, policy, policies or [], target_s, yes_real_cloud)
+        )
+    except (CsfabricError, OSError, ValueError) as error:
+        raise fail(error) from None
+    if as_json:
+        typer.echo(json.dumps(result.model_dump(mode="json") | {"audit_id": recorded}, indent=2))
+    else:
+        for step in result.steps:
+            took = (step.finished - step.started).total_seconds()
+            mark = "ok " if step.ok else "FAIL"
+            typer.echo(f"  {mark} {took:8.1f}s  {step.name}  {step.detail}")
+        typer.echo(summary(result))
+        typer.echo(
+            f"recorded: audit {recorded}" if recorded else "recorded: no (no NATS configured)"
+        )
+    raise typer.Exit(0 if result.ok else DRILL_FAILED_EXIT)
+
+
+def register(dr_app: typer.Typer) -> None:
+    dr_app.command("drill")(drill_command)
+
+
+__all__ = ["drill", "is_simulator", "record", "register", "summary"]
