@@ -19,7 +19,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,7 +27,11 @@ from csfabric.cli._common import JsonFlag
 from csfabric.cli.dr_plan import PoliciesOpt, PolicyOpt, ZoneOpt, fail
 from csfabric.dr import DrillResult
 
+if TYPE_CHECKING:
+    from csfabric.kernel.bus import Bus
+
 DRILL_FAILED_EXIT = 4
+DR_SERVICE = "dr"  # audit records on csfabric.audit.dr
 
 
 def is_simulator(endpoint: str, state_dir: Path) -> bool:
@@ -47,28 +51,34 @@ def nats_configured(state_dir: Path) -> bool:
     return bool(os.environ.get("CSFABRIC_NATS_URL") or read_dev_file(state_dir).get("nats_url"))
 
 
-async def record(result: DrillResult) -> str:
-    """The audit record, on ``csfabric.audit.dr``; returns its id."""
-    from csfabric.devstack import connect_once
+async def record_on(bus: Bus, result: DrillResult) -> str:
+    """The drill's audit record, on ``csfabric.audit.<bus.service>``; returns its id."""
     from csfabric.dr import DECISION_DRILL
-    from csfabric.kernel import Auditor, FabricSettings, StreamLimits, parse_clock
+    from csfabric.kernel import Auditor
+
+    audit = await Auditor(bus).emit(
+        action_key=f"dr-drill:{result.id}",
+        decision=DECISION_DRILL,
+        reason=summary(result),
+        action="dr drill",
+        outcome="success" if result.ok else "failure",
+        evidence=result.model_dump(mode="json"),
+    )
+    return audit.id
+
+
+async def record(result: DrillResult) -> str:
+    """:func:`record_on` a bus of service ``dr`` on the configured NATS."""
+    from csfabric.devstack import connect_once
+    from csfabric.kernel import FabricSettings, StreamLimits, parse_clock
     from csfabric.kernel.bus import Bus, ensure_streams
 
     settings = FabricSettings()
-    bus = Bus(
-        await connect_once(settings.nats_url), service="dr", clock=parse_clock(settings.clock)
-    )
+    nc = await connect_once(settings.nats_url)
+    bus = Bus(nc, service=DR_SERVICE, clock=parse_clock(settings.clock))
     try:
         await bus.retry(lambda: ensure_streams(bus.js, StreamLimits()), what="streams")
-        audit = await Auditor(bus).emit(
-            action_key=f"dr-drill:{result.id}",
-            decision=DECISION_DRILL,
-            reason=summary(result),
-            action="dr drill",
-            outcome="success" if result.ok else "failure",
-            evidence=result.model_dump(mode="json"),
-        )
-        return audit.id
+        return await record_on(bus, result)
     finally:
         await bus.close()
 
@@ -152,4 +162,4 @@ def register(dr_app: typer.Typer) -> None:
     dr_app.command("drill")(drill_command)
 
 
-__all__ = ["drill", "is_simulator", "record", "register", "summary"]
+__all__ = ["DR_SERVICE", "drill", "is_simulator", "record", "record_on", "register", "summary"]

@@ -1,9 +1,11 @@
 """Running a recovery plan for a drill: each step timed on the fabric clock, then cleaned up.
 
-Order: every ``createVolume`` (from the DR copies), then per VM ``deployVirtualMachine`` and
-one ``attachVolume`` per restored volume.  The RTO is the fabric time from the first call
-to the end of the last of these.  A failed step does not stop the others (a drill reports
-everything it could not do), but an attach waits for its VM and its volume.  Cleanup then
+Order: every ``createVolume`` (from the DR copies) side by side, then per VM, VMs side by
+side, ``deployVirtualMachine`` and one ``attachVolume`` per restored volume — as an operator
+would run them, in parallel up to the client's concurrency cap.  The RTO is the fabric time
+from the first call to the end of the last of these.  A failed step does not stop the
+others (a drill reports everything it could not do), but an attach waits for its VM and
+its volume.  Cleanup then
 removes exactly what this drill made — VMs destroyed with ``expunge=true`` (which detaches
 their data disks), then the volumes — including what a failed job left behind, because the
 id comes with CloudStack's first answer, before the job is waited for.
@@ -11,13 +13,14 @@ id comes with CloudStack's first answer, before the job is waited for.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from csfabric.cloudstack import CloudStackClient, JobResult
-from csfabric.dr import DrillResult, DrillStep, RecoveryPlan
+from csfabric.dr import DrillResult, DrillStep, RecoveryPlan, RedeployVm, RestoreVolume
 from csfabric.kernel import CsfabricError, redact
 
 
@@ -29,18 +32,14 @@ class _Drill:
     made_volumes: list[str] = field(default_factory=list)
     made_vms: list[str] = field(default_factory=list)
 
-    async def step(self, name: str, work: Callable[[], Awaitable[str]]) -> bool:
+    async def step(self, name: str, work: Callable[[], Awaitable[str]]) -> DrillStep:
         started = self.client.clock.now()
         try:
             detail, ok = await work(), True
         except CsfabricError as error:
             detail, ok = redact(str(error)), False
-        self.steps.append(
-            DrillStep(
-                name=name, started=started, finished=self.client.clock.now(), ok=ok, detail=detail
-            )
-        )
-        return ok
+        finished = self.client.clock.now()
+        return DrillStep(name=name, started=started, finished=finished, ok=ok, detail=detail)
 
     async def job(self, command: str, made: list[str] | None, **params: str) -> JobResult:
         """Submit, remember what CloudStack says it is creating, then wait for the job."""
@@ -74,37 +73,11 @@ async def run_drill(
                 detail=f"{len(plan.blocked)} not plannable: {reasons}",
             )
         )
-    for vol in plan.volumes:
-
-        async def restore(vol: Any = vol) -> str:
-            result = await drill.job("createVolume", drill.made_volumes, **vol.params)
-            made = str(result.resource_id or (result.payload or {}).get("id"))
-            drill.volumes[vol.volume_id] = made
-            return f"volume {made} from snapshot {vol.snapshot_id}"
-
-        await drill.step(f"createVolume {vol.params['name']}", restore)
-    vms = 0
-    for vm in plan.vms:
-        new_vm: list[str] = []
-
-        async def deploy(vm: Any = vm, new_vm: list[str] = new_vm) -> str:
-            result = await drill.job("deployVirtualMachine", drill.made_vms, **vm.params)
-            new_vm.append(str(result.resource_id or (result.payload or {}).get("id")))
-            return f"vm {new_vm[0]}"
-
-        if not await drill.step(f"deployVirtualMachine {vm.params['name']}", deploy):
-            continue
-        vms += 1
-        for source in vm.attach:
-            restored = drill.volumes.get(source)
-            if restored is None:
-                continue  # its createVolume step failed and says so
-
-            async def attach(volume: str = restored, target: str = new_vm[0]) -> str:
-                await drill.job("attachVolume", None, id=volume, virtualmachineid=target)
-                return f"volume {volume} on vm {target}"
-
-            await drill.step(f"attachVolume {restored} → {vm.params['name']}", attach)
+    await _in_order(drill, [_restore(drill, vol) for vol in plan.volumes])
+    chains = await asyncio.gather(*(_redeploy(drill, vm) for vm in plan.vms))
+    for steps in chains:
+        drill.steps.extend(steps)
+    vms = sum(1 for steps in chains if steps and steps[0].ok)
     recovered = client.clock.now()
     restored_ok = len(drill.volumes)
     recovery_ok = all(s.ok for s in drill.steps)
@@ -125,6 +98,47 @@ async def run_drill(
     )
 
 
+async def _in_order(drill: _Drill, steps: list[Awaitable[DrillStep]]) -> None:
+    """Run steps side by side (CloudStack runs jobs in parallel; the client caps how many
+    are in flight), recorded in plan order."""
+    drill.steps.extend(await asyncio.gather(*steps))
+
+
+async def _restore(drill: _Drill, vol: RestoreVolume) -> DrillStep:
+    async def work() -> str:
+        result = await drill.job("createVolume", drill.made_volumes, **vol.params)
+        made = str(result.resource_id or (result.payload or {}).get("id"))
+        drill.volumes[vol.volume_id] = made
+        return f"volume {made} from snapshot {vol.snapshot_id}"
+
+    return await drill.step(f"createVolume {vol.params['name']}", work)
+
+
+async def _redeploy(drill: _Drill, vm: RedeployVm) -> list[DrillStep]:
+    """Deploy, then attach each restored volume (an attach waits for its VM)."""
+    made: list[str] = []
+
+    async def deploy() -> str:
+        result = await drill.job("deployVirtualMachine", drill.made_vms, **vm.params)
+        made.append(str(result.resource_id or (result.payload or {}).get("id")))
+        return f"vm {made[0]}"
+
+    steps = [await drill.step(f"deployVirtualMachine {vm.params['name']}", deploy)]
+    if not steps[0].ok:
+        return steps
+    for source in vm.attach:
+        restored = drill.volumes.get(source)
+        if restored is None:
+            continue  # its createVolume step failed and says so
+
+        async def attach(volume: str = restored) -> str:
+            await drill.job("attachVolume", None, id=volume, virtualmachineid=made[0])
+            return f"volume {volume} on vm {made[0]}"
+
+        steps.append(await drill.step(f"attachVolume {restored} → {vm.params['name']}", attach))
+    return steps
+
+
 async def _clean_up(drill: _Drill) -> bool:
     ok = True
     for vm in drill.made_vms:
@@ -133,14 +147,16 @@ async def _clean_up(drill: _Drill) -> bool:
             await drill.job("destroyVirtualMachine", None, id=vm, expunge="true")
             return f"vm {vm} expunged"
 
-        ok &= await drill.step(f"cleanup destroyVirtualMachine {vm}", destroy)
+        drill.steps.append(await drill.step(f"cleanup destroyVirtualMachine {vm}", destroy))
+        ok &= drill.steps[-1].ok
     for volume in drill.made_volumes:
 
         async def delete(volume: str = volume) -> str:
             await drill.client.call("deleteVolume", id=volume)
             return f"volume {volume} deleted"
 
-        ok &= await drill.step(f"cleanup deleteVolume {volume}", delete)
+        drill.steps.append(await drill.step(f"cleanup deleteVolume {volume}", delete))
+        ok &= drill.steps[-1].ok
     return ok
 
 
