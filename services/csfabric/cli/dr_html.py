@@ -50,6 +50,7 @@ def chart_svg(policy: str, points: list[Point]) -> str:
         ax.plot(times, spread, marker=".", label="p95 of volumes", color="#1f5fbf")  # type: ignore[arg-type]
         ax.axhline(points[-1].rpo_s / 60, linestyle="--", color="#555", label="RPO target")
         ax.set_ylabel("achieved RPO (min)")
+        ax.set_xlabel("time (UTC)")
         ax.set_title(f"{policy}: achieved RPO in the DR zone")
         ax.legend(loc="upper left", fontsize="small")
         ax.grid(alpha=0.3)
