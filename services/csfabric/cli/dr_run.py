@@ -14,6 +14,7 @@ id comes with CloudStack's first answer, before the job is waited for.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -161,7 +162,8 @@ async def _clean_up(drill: _Drill) -> bool:
 
 
 def drill_id(zone: str, at: datetime) -> str:
-    return f"drill-{zone}-{at.strftime('%Y%m%dT%H%M%SZ')}"
+    # The audit record's id is derived from this: two drills in one second must not collide.
+    return f"drill-{zone}-{at.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
 
 
 __all__ = ["drill_id", "run_drill"]
