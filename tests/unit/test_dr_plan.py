@@ -156,6 +156,15 @@ def test_only_policies_copying_to_the_zone_count(copy_to: tuple[str, ...], plann
         ([Network("n-x", "other", MAN, "bob", tags={DR_NETWORK_TAG: "ledger-net"})], "n-x", None),
         ([Network("n-x", "other", MAN, "bob", tags={DR_NETWORK_TAG: "n-lon"})], "n-x", None),
         ([Network("n-own", "admin-dr", MAN, "admin")], "n-own", None),
+        (
+            [
+                Network("n-sh", "guest", MAN, "root", type="Shared"),
+                Network("n-own", "a", MAN, "admin"),
+            ],
+            "n-own",
+            None,
+        ),
+        ([Network("n-sh", "guest", MAN, "root", type="Shared")], "n-sh", None),
         ([Network("n-lon2", "ledger-net", LON, "admin")], None, "no network in zone-manchester"),
         ([Network("n-bob", "bob-net", MAN, "bob")], None, "no network in zone-manchester"),
     ],

@@ -179,6 +179,7 @@ async def read_inventory(client: CloudStackClient, zone: str) -> Inventory:
                 n.get("account"),
                 n.get("projectid"),
                 _tags(n),
+                n.get("type"),
             )
             for n in networks
         ],

@@ -215,13 +215,18 @@ def _network(inv: Inventory, vm: PlanVm, own: list[str]) -> str | Blocked | None
     if theirs:
         own.append(f"network {theirs[0].name}: the owner's network in {inv.dr_zone_name}")
         return theirs[0].id
+    # A shared network is open to every account of its domain: the last resort.
+    shared = [n for n in here if (n.type or "").lower() == "shared"]
+    if shared:
+        own.append(f"network {shared[0].name}: a shared network in {inv.dr_zone_name}")
+        return shared[0].id
     names = ", ".join(vm.network_names) or "none"
     return Blocked(
         "vm",
         vm.id,
         vm.name,
         f"no network in {inv.dr_zone_name} named {names}, "
-        f"tagged {DR_NETWORK_TAG}, or owned by its account",
+        f"tagged {DR_NETWORK_TAG}, owned by its account, or shared",
     )
 
 

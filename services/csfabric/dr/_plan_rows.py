@@ -47,6 +47,7 @@ class Network:
     account: str | None = None
     project_id: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    type: str | None = None  # Isolated | Shared | L2
 
 
 @dataclass(frozen=True)
