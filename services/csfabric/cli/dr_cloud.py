@@ -51,10 +51,7 @@ async def read_policies(
         nc = await connect_once(settings.nats_url)
         bus = Bus(nc, service="dr", clock=parse_clock(settings.clock))
         try:
-            for stored in await PolicyStore(bus).list():
-                spec = stored.spec() if stored.kind == KIND else None
-                if isinstance(spec, SnapshotPolicy) and not stored.effective_paused:
-                    found[stored.name] = spec
+            found = await store_policies(bus)
         finally:
             await bus.close()
     if only is not None:
@@ -62,6 +59,17 @@ async def read_policies(
             known = ", ".join(sorted(found)) or "none"
             raise ConfigError(f"no SnapshotPolicy named {only!r} (known: {known})")
         found = {only: found[only]}
+    return found
+
+
+async def store_policies(bus: Bus) -> dict[str, SnapshotPolicy]:
+    """Every SnapshotPolicy in the store, paused ones too: pausing stops new snapshots, it
+    does not make the copies already in the DR zone any less worth recovering."""
+    found: dict[str, SnapshotPolicy] = {}
+    for stored in await PolicyStore(bus).list():
+        spec = stored.spec() if stored.kind == KIND else None
+        if isinstance(spec, SnapshotPolicy):
+            found[stored.name] = spec
     return found
 
 
@@ -202,4 +210,12 @@ def open_client(settings: FabricSettings) -> CloudStackClient:
     return CloudStackClient(CloudStackSettings(), clock=parse_clock(settings.clock))
 
 
-__all__ = ["dr_copy", "open_client", "plan_vm", "read_inventory", "read_policies", "volume_ref"]
+__all__ = [
+    "dr_copy",
+    "open_client",
+    "plan_vm",
+    "read_inventory",
+    "read_policies",
+    "store_policies",
+    "volume_ref",
+]
