@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _common import machine_info, start_server, write_json
+from _common import BenchError, machine_info, start_server, write_json
 from csfabric.cli.dr_evidence import read_report
 from csfabric.cli.dr_html import render_html
 from csfabric.dr import (
@@ -112,7 +112,8 @@ def bench_plan(n: int) -> dict[str, Any]:
         started = time.perf_counter()
         result = plan({"all": POLICY}, inv, NOW)
         runs.append(time.perf_counter() - started)
-    assert len(result.volumes) == n and len(result.vms) == n // 4 and result.complete
+    if len(result.volumes) != n or len(result.vms) != n // 4 or not result.complete:
+        raise BenchError(f"plan lost steps: {len(result.volumes)} volumes, {len(result.vms)} VMs")
     return {
         "volumes": n,
         "vms": n // 4,
@@ -158,7 +159,8 @@ async def bench_report(policies: int, days: int, volumes: int) -> dict[str, Any]
     started = time.perf_counter()
     page = render_html(data)
     render_s = time.perf_counter() - started
-    assert sum(len(p) for p in data.points.values()) == windows * policies
+    if sum(len(p) for p in data.points.values()) != windows * policies:
+        raise BenchError("the report lost evidence records")
     return {
         "records": windows * policies,
         "volumes_per_record": volumes,
