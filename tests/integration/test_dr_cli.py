@@ -95,6 +95,11 @@ async def test_plan_json_names_the_dr_copies(simulator: Simulator, tmp_path: Pat
     assert body["complete"] is True
     text = await csfabric(env, "dr", "plan", "--zone", "zone-manchester", "--policies", str(policy))
     assert "createVolume dr-ledger-db-data" in text.stdout
+    bronze = tmp_path / "bronze.yaml"
+    bronze.write_text(POLICY.replace("gold", "bronze"))  # scratch-space: never snapshotted
+    blocked = await csfabric(env, "dr", "plan", "--zone", man, "--policies", str(bronze))
+    assert blocked.returncode == 3, blocked.stderr
+    assert "BLOCKED volume scratch-space" in blocked.stdout
     unknown = await csfabric(env, "dr", "plan", "--zone", "zone-nowhere", "--policies", str(policy))
     assert unknown.returncode == 1
     assert "no zone 'zone-nowhere'" in unknown.stderr
