@@ -150,3 +150,18 @@ async def test_drill_runs_reports_rto_records_audit_and_cleans_up(
     assert over.returncode == 4, over.stderr
     assert "OVER the target" in over.stdout
     assert set(simulator.world.volumes) == before
+
+
+async def test_a_drill_whose_record_cannot_be_written_still_prints_and_fails(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    policy = tmp_path / "gold.yaml"
+    policy.write_text(POLICY)
+    env = env_for(simulator, tmp_path, f"nats://127.0.0.1:{free_port()}")  # nobody listens
+    done = await csfabric(
+        env, "dr", "drill", "--zone", "zone-manchester", "--policies", str(policy)
+    )
+    assert done.returncode == 1
+    assert "RTO" in done.stdout
+    assert "cleaned up: yes" in done.stdout
+    assert "audit record was not written" in done.stderr

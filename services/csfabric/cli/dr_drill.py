@@ -5,7 +5,8 @@ volumes restored from their DR copies, VMs redeployed, volumes attached, each st
 the fabric clock; the measured RTO is compared with ``--target``, then everything the drill
 made is destroyed.  The :class:`~csfabric.dr.DrillResult` is printed, and recorded as an
 audit record (decision ``dr-drill`` on ``csfabric.audit.dr``) when NATS is configured
-(``CSFABRIC_NATS_URL`` or a running ``csfabric dev``).
+(``CSFABRIC_NATS_URL`` or a running ``csfabric dev``); when that fails the result is
+still printed and the exit status is 1.
 
 It creates resources, so it refuses any endpoint that is not a simulator this state
 directory knows (``simulator-keys.json``, written by ``csfabric simulator`` and ``csfabric
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
     from csfabric.kernel.bus import Bus
 
 DRILL_FAILED_EXIT = 4
+
+
+class RecordFailed(str):
+    """Why the drill's audit record could not be written."""
+
+
 DR_SERVICE = "dr"  # audit records on csfabric.audit.dr
 
 
@@ -97,11 +104,11 @@ def summary(result: DrillResult) -> str:
 
 async def drill(
     zone: str, policy: str | None, paths: list[Path], target_s: float, real_cloud: bool
-) -> tuple[DrillResult, str | None]:
+) -> tuple[DrillResult, str | RecordFailed | None]:
     from csfabric.cli.dr_cloud import open_client, read_inventory, read_policies
     from csfabric.cli.dr_run import drill_id, run_drill
     from csfabric.dr import plan
-    from csfabric.kernel import ConfigError, FabricSettings
+    from csfabric.kernel import ConfigError, CsfabricError, FabricSettings, redact
 
     settings = FabricSettings()
     policies = await read_policies(paths, policy, settings)
@@ -118,8 +125,14 @@ async def drill(
             target_rto_s=target_s,
             drill_id=drill_id(recovery.zone_name, client.clock.now()),
         )
-    recorded = await record(result) if nats_configured(settings.state_dir) else None
-    return result, recorded
+    if not nats_configured(settings.state_dir):
+        return result, None
+    try:
+        return result, await record(result)
+    except (CsfabricError, OSError) as error:
+        # The drill ran and was cleaned up: its result is still printed, and the failure to
+        # record it is an error of its own (an unrecorded drill is no evidence).
+        return result, RecordFailed(redact(str(error)))
 
 
 def drill_command(
@@ -144,17 +157,25 @@ def drill_command(
         )
     except (CsfabricError, OSError, ValueError) as error:
         raise fail(error) from None
+    failed = recorded if isinstance(recorded, RecordFailed) else None
+    audit_id = None if failed else recorded
     if as_json:
-        typer.echo(json.dumps(result.model_dump(mode="json") | {"audit_id": recorded}, indent=2))
+        typer.echo(json.dumps(result.model_dump(mode="json") | {"audit_id": audit_id}, indent=2))
     else:
         for step in result.steps:
             took = (step.finished - step.started).total_seconds()
             mark = "ok " if step.ok else "FAIL"
             typer.echo(f"  {mark} {took:8.1f}s  {step.name}  {step.detail}")
         typer.echo(summary(result))
-        typer.echo(
-            f"recorded: audit {recorded}" if recorded else "recorded: no (no NATS configured)"
-        )
+        if audit_id:
+            typer.echo(f"recorded: audit {audit_id}")
+        else:
+            typer.echo(
+                "recorded: NO (see below)" if failed else "recorded: no (no NATS configured)"
+            )
+    if failed:
+        typer.echo(f"csfabric: the drill's audit record was not written: {failed}", err=True)
+        raise typer.Exit(1)
     raise typer.Exit(0 if result.ok else DRILL_FAILED_EXIT)
 
 
