@@ -81,7 +81,7 @@ async def test_plan_json_names_the_dr_copies(simulator: Simulator, tmp_path: Pat
     policy.write_text(POLICY)
     env = env_for(simulator, tmp_path)
     done = await csfabric(
-        env, "dr", "plan", "--zone", "zone-manchester", "--policies", str(policy), "--json"
+        env, "dr", "plan", "--zone", "zone-manchester", "--file", str(policy), "--json"
     )
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout)
@@ -93,14 +93,14 @@ async def test_plan_json_names_the_dr_copies(simulator: Simulator, tmp_path: Pat
         assert step["params"]["zoneid"] == man
         assert step["params"]["snapshotid"] == want[step["volume_id"]]
     assert body["complete"] is True
-    text = await csfabric(env, "dr", "plan", "--zone", "zone-manchester", "--policies", str(policy))
+    text = await csfabric(env, "dr", "plan", "--zone", "zone-manchester", "--file", str(policy))
     assert "createVolume dr-ledger-db-data" in text.stdout
     bronze = tmp_path / "bronze.yaml"
     bronze.write_text(POLICY.replace("gold", "bronze"))  # scratch-space: never snapshotted
     blocked = await csfabric(env, "dr", "plan", "--zone", man, "--policies", str(bronze))
     assert blocked.returncode == 3, blocked.stderr
     assert "BLOCKED volume scratch-space" in blocked.stdout
-    unknown = await csfabric(env, "dr", "plan", "--zone", "zone-nowhere", "--policies", str(policy))
+    unknown = await csfabric(env, "dr", "plan", "--zone", "zone-nowhere", "--file", str(policy))
     assert unknown.returncode == 1
     assert "no zone 'zone-nowhere'" in unknown.stderr
 
@@ -112,9 +112,7 @@ async def test_drill_refuses_a_cloud_it_does_not_know_as_a_simulator(
     policy.write_text(POLICY)
     before = set(simulator.world.volumes)
     env = env_for(simulator, tmp_path / "other-state")
-    done = await csfabric(
-        env, "dr", "drill", "--zone", "zone-manchester", "--policies", str(policy)
-    )
+    done = await csfabric(env, "dr", "drill", "--zone", "zone-manchester", "--file", str(policy))
     assert done.returncode == 1
     assert "--yes-real-cloud" in done.stderr
     assert set(simulator.world.volumes) == before  # nothing was created
@@ -127,7 +125,7 @@ async def test_drill_runs_reports_rto_records_audit_and_cleans_up(
     policy.write_text(POLICY)
     before = set(simulator.world.volumes)
     env = env_for(simulator, tmp_path, nats_server.url)
-    args = ("dr", "drill", "--zone", "zone-manchester", "--policies", str(policy))
+    args = ("dr", "drill", "--zone", "zone-manchester", "--file", str(policy))
     done = await csfabric(env, *args, "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -158,9 +156,7 @@ async def test_a_drill_whose_record_cannot_be_written_still_prints_and_fails(
     policy = tmp_path / "gold.yaml"
     policy.write_text(POLICY)
     env = env_for(simulator, tmp_path, f"nats://127.0.0.1:{free_port()}")  # nobody listens
-    done = await csfabric(
-        env, "dr", "drill", "--zone", "zone-manchester", "--policies", str(policy)
-    )
+    done = await csfabric(env, "dr", "drill", "--zone", "zone-manchester", "--file", str(policy))
     assert done.returncode == 1
     assert "RTO" in done.stdout
     assert "cleaned up: yes" in done.stdout

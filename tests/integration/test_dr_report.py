@@ -83,6 +83,17 @@ async def publish_history(replication: Bus, dr: Bus, clock: SteppedClock) -> Non
         await record(evidence("silver-1h", T0 + timedelta(minutes=30 * i), (1200.0, 600.0), 3600))
     # The same window recorded twice (a redelivery) counts once.
     await record(evidence("silver-1h", T0, (1200.0, 600.0), 3600))
+    # A large policy's window in two parts (replication splits big evidence): one point.
+    whole = evidence("big", T0, (100.0, 200.0, 2000.0, 400.0), 900)
+    for part in (whole.volumes[:2], whole.volumes[2:]):
+        piece = whole.model_copy(update={"volumes": part})
+        await audit.emit(
+            action_key=f"ev:big:{part[0].volume_id}",
+            decision=DECISION_EVIDENCE,
+            reason="part",
+            policy="big",
+            evidence=piece.model_dump(mode="json"),
+        )
     breach = RpoBreach(
         policy="gold-15m",
         volume_id="v1",
@@ -135,6 +146,8 @@ def check_data(data: ReportData) -> None:
     assert gold[0].without_copy == 1
     assert gold[4].p95_s == 1020.0  # nearest rank of three is the largest
     assert len(data.points["silver-1h"]) == 2
+    (big,) = data.points["big"]
+    assert (big.volumes, big.worst_s, big.in_breach) == (4, 2000.0, 1)
     assert [(b.volume_id, b.end) for b in data.breaches] == [
         ("v1", T0 + timedelta(minutes=50)),
         ("v9", None),
@@ -197,7 +210,7 @@ async def test_report_page_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert "<script" not in text
     dom = await asyncio.to_thread(dump_dom, page, tmp_path / "chromium")
     charts = re.findall(r"<figure class=\"rpo-chart\" data-policy=\"([^\"]+)\">\s*<svg", dom)
-    assert charts == ["gold-15m", "silver-1h"]
+    assert charts == ["big", "gold-15m", "silver-1h"]
     # Drawn: each chart has its two data lines and the target line as SVG paths.
     first = dom[dom.index('data-policy="gold-15m"') : dom.index('data-policy="silver-1h"')]
     assert first.count("<path") >= 3

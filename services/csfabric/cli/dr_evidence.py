@@ -30,6 +30,7 @@ from csfabric.dr import (
     DrillResult,
     RpoBreach,
     RpoEvidence,
+    RpoSample,
     p95,
 )
 
@@ -116,7 +117,7 @@ def collect(bodies: dict[str, list[bytes]], start: datetime, end: datetime) -> R
     data = ReportData(start, end)
     opened: dict[tuple[str, str, datetime], RpoBreach] = {}
     closed: dict[tuple[str, str, datetime], RpoBreach] = {}
-    evidence: dict[tuple[str, datetime], RpoEvidence] = {}
+    evidence: dict[tuple[str, datetime], tuple[RpoEvidence, dict[str, RpoSample]]] = {}
     for family, raws in bodies.items():
         for raw in raws:
             data.read += 1
@@ -130,7 +131,10 @@ def collect(bodies: dict[str, list[bytes]], start: datetime, end: datetime) -> R
                 decision, proof = body.get("decision"), body.get("evidence") or {}
                 if decision == DECISION_EVIDENCE:
                     ev = RpoEvidence.model_validate(proof)
-                    evidence[(ev.policy, ev.at)] = ev  # the same window twice counts once
+                    # A large policy's window comes in parts (one RpoEvidence per chunk of
+                    # volumes); a redelivered part repeats its volumes: merge by volume id.
+                    merged = evidence.setdefault((ev.policy, ev.at), (ev, {}))[1]
+                    merged.update({v.volume_id: v for v in ev.volumes})
                 elif decision in (DECISION_BREACH, DECISION_RECOVERED):
                     seen = RpoBreach.model_validate(proof)
                     key = (seen.policy, seen.volume_id, seen.since)
@@ -141,9 +145,10 @@ def collect(bodies: dict[str, list[bytes]], start: datetime, end: datetime) -> R
                         data.drills.append(drill)
             except (ValueError, ValidationError, AttributeError, TypeError):
                 data.unreadable += 1
-    for (name, at), ev in sorted(evidence.items()):
+    for (name, at), (ev, volumes) in sorted(evidence.items(), key=lambda kv: kv[0]):
         if start <= at <= end:
-            data.points.setdefault(name, []).append(point(ev))
+            whole = ev.model_copy(update={"volumes": list(volumes.values())})
+            data.points.setdefault(name, []).append(point(whole))
     for key in sorted(opened.keys() | closed.keys()):
         last = closed.get(key)
         alert = opened.get(key) or last

@@ -1,4 +1,4 @@
-"""``csfabric dr plan --zone Z [--policy P] [--policies PATH] [--json]``: the recovery plan.
+"""``csfabric dr plan --zone Z [--policy P] [--file PATH] [--json]``: the recovery plan.
 
 Reads the SnapshotPolicies that copy to ``Z`` and the cloud's listings, and prints the steps
 that would bring every covered volume (from its newest complete copy in ``Z``) and the VMs
@@ -25,7 +25,9 @@ ZoneOpt = Annotated[str, typer.Option("--zone", help="The DR zone to recover int
 PolicyOpt = Annotated[str | None, typer.Option("--policy", help="Only this SnapshotPolicy.")]
 PoliciesOpt = Annotated[
     list[Path] | None,
-    typer.Option("--policies", help="Read policies from these YAML files/dirs, not the store."),
+    typer.Option(
+        "--file", "--policies", help="Read policies from YAML files/dirs instead of the store."
+    ),
 ]
 BLOCKED_EXIT = 3
 
