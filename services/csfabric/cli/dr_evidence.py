@@ -169,6 +169,7 @@ def collect(bodies: dict[str, list[bytes]], start: datetime, end: datetime) -> R
                 alert.cause,
             )
         )
+    data.breaches.sort(key=lambda b: (b.start, b.policy, b.volume_name))
     data.drills.sort(key=lambda d: d.started)
     return data
 
