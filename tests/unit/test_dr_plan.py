@@ -15,6 +15,7 @@ from csfabric.dr import (
     Offering,
     PlanVm,
     SnapshotPolicy,
+    SnapshotVolume,
     Template,
     VolumeRef,
     plan,
@@ -253,6 +254,33 @@ def test_a_detached_volume_is_restored_for_its_own_account() -> None:
     assert got.volumes[0].params["account"] == "admin"
     assert got.volumes[0].params["domainid"] == "d-2"
     assert not got.vms
+
+
+@pytest.mark.parametrize(("tag", "restored"), [("gold", True), ("silver", False), (None, False)])
+def test_a_volume_no_longer_listed_is_restored_from_its_policys_copies(
+    tag: str | None, restored: bool
+) -> None:
+    gone = replace(copy("vanished", 7), policy=tag)
+    inv = inventory(
+        dr_copies=[gone],
+        snapshot_volumes={"v-vanished": SnapshotVolume("vanished", "DATADISK", "ops", "d-9")},
+    )
+    got = plan({"gold": policy()}, inv, NOW)
+    # ledger-data is listed and has no copy here: blocked either way.
+    assert [b.name for b in got.blocked] == ["ledger-data"]
+    if restored:
+        (step,) = got.volumes
+        assert step.volume_name == "vanished"
+        assert step.params == {
+            "name": "dr-vanished",
+            "snapshotid": gone.snapshot_id,
+            "zoneid": MAN,
+            "account": "ops",
+            "domainid": "d-9",
+        }
+        assert any("not listed any more" in n for n in got.notes)
+    else:
+        assert not got.volumes
 
 
 def test_long_names_stay_valid_host_names() -> None:

@@ -25,6 +25,7 @@ from csfabric.dr import (
     Offering,
     PlanVm,
     SnapshotPolicy,
+    SnapshotVolume,
     Template,
     VolumeRef,
 )
@@ -127,6 +128,16 @@ def plan_vm(row: dict[str, Any]) -> PlanVm:
     )
 
 
+def snapshot_volume(row: dict[str, Any]) -> SnapshotVolume:
+    return SnapshotVolume(
+        name=row.get("volumename") or row.get("volumeid", ""),
+        type=row.get("volumetype") or "DATADISK",
+        account=row.get("account"),
+        domain_id=row.get("domainid"),
+        project_id=row.get("projectid"),
+    )
+
+
 def dr_copy(row: dict[str, Any]) -> Copy:
     """A row of ``listSnapshots zoneid=Z showunique=false``: complete when that store's copy
     is Ready; a row without ``datastorestate`` (showunique ignored) by the snapshot's state."""
@@ -174,6 +185,7 @@ async def read_inventory(client: CloudStackClient, zone: str) -> Inventory:
         domain_ids={v["id"]: v["domainid"] for v in volumes if v.get("domainid")},
         vms={v["id"]: plan_vm(v) for v in vms},
         dr_copies=[dr_copy(s) for s in snaps if s.get("zoneid") == dr["id"]],
+        snapshot_volumes={s["volumeid"]: snapshot_volume(s) for s in snaps if s.get("volumeid")},
         templates=None
         if templates is None
         else [Template(t["id"], t.get("name", ""), t.get("zoneid") or None) for t in templates],

@@ -36,6 +36,7 @@ from csfabric.dr._plan_rows import (
     RecoveryPlan,
     RedeployVm,
     RestoreVolume,
+    SnapshotVolume,
     Template,
 )
 from csfabric.dr._policy import KIND, Retain, Selector, SnapshotPolicy, VolumeRef
@@ -79,6 +80,7 @@ __all__ = [
     "RpoSample",
     "Selector",
     "SnapshotPolicy",
+    "SnapshotVolume",
     "Template",
     "VolumeRef",
     "Window",

@@ -25,6 +25,7 @@ from csfabric.dr._plan_rows import (
     RecoveryPlan,
     RedeployVm,
     RestoreVolume,
+    SnapshotVolume,
 )
 from csfabric.dr._policy import SnapshotPolicy
 from csfabric.dr._rules import Copy, newest_complete
@@ -82,21 +83,12 @@ def plan(
             blocked.append(Blocked("volume", vol.id, vol.name, why))
             continue
         vm = inv.vms.get(vol.virtualmachine_id or "")
-        params = {
-            "name": dr_name(vol.name),
-            "snapshotid": newest.snapshot_id,
-            "zoneid": inv.dr_zone_id,
-        }
         account = vm.account if vm else vol.account
         domain = vm.domain_id if vm else inv.domain_ids.get(vol.id)
-        params |= _owner(account, domain, vol.project_id)
-        age = max((now - newest.created).total_seconds(), 0.0)
-        restores.append(
-            RestoreVolume(
-                vol.id, vol.name, vol.type, policy, newest.snapshot_id, newest.created, age, params
-            )
-        )
+        owner = _owner(account, domain, vol.project_id)
+        restores.append(_restore(inv, vol.id, vol.name, vol.type, policy, newest, owner, now))
     notes: list[str] = []
+    restores += _unlisted(inv, chosen, copies, {v.id for v in inv.volumes}, notes, now)
     vms = _redeploys(inv, restores, blocked, notes)
     return RecoveryPlan(
         inv.dr_zone_id,
@@ -110,13 +102,60 @@ def plan(
     )
 
 
+def _restore(
+    inv: Inventory,
+    volume_id: str,
+    name: str,
+    kind: str,
+    policy: str,
+    newest: Copy,
+    owner: dict[str, str],
+    now: datetime,
+) -> RestoreVolume:
+    params = {"name": dr_name(name), "snapshotid": newest.snapshot_id, "zoneid": inv.dr_zone_id}
+    age = max((now - newest.created).total_seconds(), 0.0)
+    return RestoreVolume(
+        volume_id, name, kind, policy, newest.snapshot_id, newest.created, age, params | owner
+    )
+
+
+def _unlisted(
+    inv: Inventory,
+    chosen: Mapping[str, SnapshotPolicy],
+    copies: Mapping[str, list[Copy]],
+    listed: set[str],
+    notes: list[str],
+    now: datetime,
+) -> list[RestoreVolume]:
+    """Volumes listVolumes no longer shows (their zone is gone) but whose DR copies a chosen
+    policy made (tag ``csfabric:policy``): restored from those, with the owner the snapshot
+    rows name; no VM to put them on is known."""
+    out: list[RestoreVolume] = []
+    for volume_id, found in sorted(copies.items()):
+        ours = [c for c in found if c.policy in chosen]
+        newest = newest_complete(ours)
+        if volume_id in listed or newest is None or newest.policy is None:
+            continue
+        known = inv.snapshot_volumes.get(volume_id) or SnapshotVolume(volume_id)
+        owner = _owner(known.account, known.domain_id, known.project_id)
+        out.append(
+            _restore(inv, volume_id, known.name, known.type, newest.policy, newest, owner, now)
+        )
+        notes.append(
+            f"volume {known.name} is not listed any more (is its zone gone?): restored from its "
+            f"newest copy in {inv.dr_zone_name}, with no VM to attach it to"
+        )
+    return out
+
+
 def _redeploys(
     inv: Inventory, restores: list[RestoreVolume], blocked: list[Blocked], notes: list[str]
 ) -> list[RedeployVm]:
     by_volume = {v.id: v for v in inv.volumes}
     owned: dict[str, list[RestoreVolume]] = {}
     for r in restores:
-        vm_id = by_volume[r.volume_id].virtualmachine_id
+        listed = by_volume.get(r.volume_id)  # None: known only from its snapshots
+        vm_id = listed.virtualmachine_id if listed else None
         if vm_id:
             owned.setdefault(vm_id, []).append(r)
     out: list[RedeployVm] = []

@@ -58,6 +58,18 @@ class Offering:
 
 
 @dataclass(frozen=True)
+class SnapshotVolume:
+    """A volume as its snapshot rows remember it (``volumename``, owner): what is left to
+    know of a volume ``listVolumes`` no longer shows, e.g. when its zone is gone."""
+
+    name: str
+    type: str = "DATADISK"
+    account: str | None = None
+    domain_id: str | None = None
+    project_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Inventory:
     """Everything the plan reads; ``None`` marks a listing the cloud could not give."""
 
@@ -72,6 +84,8 @@ class Inventory:
     # volume id → owner's domain id (VolumeRef carries the domain's path, an admin acting
     # for the owner passes account + domainid)
     domain_ids: Mapping[str, str] = field(default_factory=dict)
+    # volume id → what the DR copies' rows say of it, for volumes listVolumes lacks
+    snapshot_volumes: Mapping[str, SnapshotVolume] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -136,5 +150,6 @@ __all__ = [
     "RecoveryPlan",
     "RedeployVm",
     "RestoreVolume",
+    "SnapshotVolume",
     "Template",
 ]
