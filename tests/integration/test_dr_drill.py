@@ -171,6 +171,35 @@ async def test_a_volume_without_a_dr_copy_blocks_the_plan_and_fails_the_drill(
     assert not result.ok
 
 
+async def test_a_volume_lost_with_its_zone_is_restored_from_its_tagged_copy(
+    cloud: tuple[Simulator, CloudStackClient],
+) -> None:
+    sim, client = cloud
+    clock = client.clock
+    assert isinstance(clock, SteppedClock)
+    man = sim.world.zone_named("zone-manchester").id
+    for name in ("ledger-db-data", "patient-records"):
+        await driven(clock, snapshot(client, volume_id(sim, name), man))
+    lost = volume_id(sim, "patient-records")
+    tagged = await driven(
+        clock,
+        client.job(
+            "createSnapshot",
+            volumeid=lost,
+            zoneids=man,
+            **{"tags[0].key": "csfabric:policy", "tags[0].value": "gold"},
+        ),
+    )
+    tagged.raise_for_status()
+    del sim.world.volumes[lost]  # London is gone: listVolumes no longer shows it
+    recovery = plan({"gold": GOLD}, await driven(clock, read_inventory(client, man)), clock.now())
+    assert recovery.complete
+    restored = {r.volume_id: r.snapshot_id for r in recovery.volumes}
+    assert restored[lost] == tagged.resource_id  # the newest copy its policy made
+    assert volume_id(sim, "ledger-db-data") in restored
+    assert any("not listed any more" in note for note in recovery.notes)
+
+
 async def test_only_a_simulator_this_state_dir_knows_counts(
     cloud: tuple[Simulator, CloudStackClient], tmp_path: Path
 ) -> None:

@@ -185,7 +185,12 @@ async def read_inventory(client: CloudStackClient, zone: str) -> Inventory:
         domain_ids={v["id"]: v["domainid"] for v in volumes if v.get("domainid")},
         vms={v["id"]: plan_vm(v) for v in vms},
         dr_copies=[dr_copy(s) for s in snaps if s.get("zoneid") == dr["id"]],
-        snapshot_volumes={s["volumeid"]: snapshot_volume(s) for s in snaps if s.get("volumeid")},
+        # Rows that still name the volume win over rows that do not.
+        snapshot_volumes={
+            s["volumeid"]: snapshot_volume(s)
+            for s in sorted(snaps, key=lambda s: bool(s.get("volumename")))
+            if s.get("volumeid")
+        },
         templates=None
         if templates is None
         else [Template(t["id"], t.get("name", ""), t.get("zoneid") or None) for t in templates],
