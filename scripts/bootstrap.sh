@@ -5,8 +5,9 @@
 set -euo pipefail
 
 # Debian packages the suite needs from the OS, space separated: PowerDNS for
-# `csfabric dev --with powerdns` and the DNS failover tests.
-DEBIAN_PACKAGES="pdns-server pdns-backend-sqlite3"
+# `csfabric dev --with powerdns` and the DNS failover tests; Chromium to check that the
+# `csfabric dr report` page renders.
+DEBIAN_PACKAGES="pdns-server pdns-backend-sqlite3 chromium"
 
 CSFABRIC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CSFABRIC_VENV="$CSFABRIC_ROOT/.venv"

@@ -209,11 +209,6 @@ async def test_only_a_simulator_this_state_dir_knows_counts(
     assert not is_simulator(sim.url, tmp_path / "elsewhere")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs attachVolume, listTemplates and listNetworks from i11/simapi; "
-    "once merged this passes and strict xfail fails: remove this mark then",
-)
 async def test_drill_redeploys_the_vm_and_attaches_its_restored_volume(
     cloud: tuple[Simulator, CloudStackClient],
 ) -> None:
