@@ -1,0 +1,288 @@
+"""The replication work on the lease holder: sweep the DR zones, copy, confirm, prove the RPO.
+
+Each :meth:`Replicator.tick` reads every ``SnapshotPolicy`` from CloudStack
+(:func:`~csfabric.replication.reader.read_policy`), records the copy lag of copies that
+completed, calls ``copySnapshot`` for complete snapshots still missing in a DR zone after
+the grace period (once per (policy, snapshot, zone) through the action ledger, failures
+retried with backoff), and at each window boundary audits the policy's RPO evidence and
+raises or clears breaches.  Every side effect is fenced by the lease just before it acts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from csfabric.cloudstack import CloudStackClient
+from csfabric.dr import (
+    KIND,
+    SnapshotPolicy,
+    window_at,
+)
+from csfabric.kernel import (
+    ActionLedger,
+    CsfabricError,
+    Lease,
+    LeaseLost,
+    PermanentError,
+    RetryLater,
+    TransientError,
+    action_key,
+    get_logger,
+)
+from csfabric.kernel.policy import StoredPolicy
+from csfabric.kernel.service import ServiceContext
+from csfabric.replication.evidence import EvidenceWriter
+from csfabric.replication.logic import (
+    Attempt,
+    CopyTask,
+    copies_to_make,
+    new_lags,
+    retry_delay,
+)
+from csfabric.replication.reader import PolicyView, Zones, read_policy
+from csfabric.replication.settings import ReplicationSettings
+from csfabric.replication.state import DrState
+
+log = get_logger(__name__)
+
+SERVICE = "replication"
+LEASE_NAME = "replication"
+
+
+class Replicator:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        settings: ReplicationSettings,
+        client: CloudStackClient,
+        state: DrState,
+        ledger: ActionLedger,
+        *,
+        lease: Lease | None = None,
+    ) -> None:
+        self.ctx, self.settings, self.client = ctx, settings, client
+        self.state, self.ledger, self.lease = state, ledger, lease
+        self.zones = Zones(client)
+        self.attempts: dict[tuple[str, str], Attempt] = {}
+        self.watched: set[tuple[str, str]] = set()  # DR copies seen missing or incomplete
+        self.recorded: dict[str, set[tuple[str, str]]] = {}  # lags already observed
+        self.previous_sweep: datetime | None = None
+        self.last_error: dict[str, str] = {}  # volume id → its last copy error
+        self.evaluated: dict[str, datetime] = {}  # policy → last boundary evaluated
+        self.views: dict[str, PolicyView] = {}
+        self.evidence = EvidenceWriter(ctx, state, self._fence)
+
+    def policies(self) -> list[tuple[StoredPolicy, SnapshotPolicy]]:
+        found = []
+        for stored in self.ctx.policies.all(KIND):
+            spec = stored.spec()
+            if isinstance(spec, SnapshotPolicy):
+                found.append((stored, spec))
+        return found
+
+    async def _fence(self) -> None:
+        if self.lease is not None:
+            await self.lease.fence()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Tick for ever (until the lease is lost or the service stops)."""
+        while True:
+            try:
+                await self.tick()
+            except (asyncio.CancelledError, LeaseLost):
+                raise
+            except Exception as error:  # CloudStack or NATS away: the next tick catches up
+                log.warning("replication tick failed: %s: %s", type(error).__name__, error)
+            await self.ctx.clock.sleep(self.next_sleep())
+
+    def next_sleep(self) -> float:
+        """Until the next sweep, or the next window boundary if that comes first."""
+        now = self.ctx.clock.now()
+        wait = self.settings.sweep_interval
+        for _, spec in self.policies():
+            end = window_at(now, spec.every, spec.timezone).end
+            wait = min(wait, (end - now).total_seconds())
+        return max(wait, 0.001)
+
+    async def tick(self) -> None:
+        """One sweep, then the evidence of every policy whose window turned since the last."""
+        now = self.ctx.clock.now()
+        await self.sweep(now)
+        for stored, spec in self.policies():
+            boundary = window_at(now, spec.every, spec.timezone).start
+            last = self.evaluated.get(stored.name)
+            if stored.name in self.views and (last is None or boundary > last):
+                view = self.views[stored.name]
+                await self.evidence.evaluate(stored, spec, view, boundary, self.last_error)
+                self.evaluated[stored.name] = boundary
+
+    # -- copies ---------------------------------------------------------------------------
+
+    async def sweep(self, now: datetime) -> None:
+        for stored, spec in self.policies():
+            try:
+                view = await read_policy(self.client, self.zones, stored.name, spec)
+            except (TransientError, CsfabricError) as error:
+                if isinstance(error, LeaseLost):
+                    raise
+                log.warning("policy %s not read: %s", stored.name, error)
+                self.views.pop(stored.name, None)
+                continue
+            self.views[stored.name] = view
+            await self._confirm(stored, view, now)
+            s = self.settings
+            for zone in view.dr_zones:
+                dr = view.dr[zone.id]
+                for task in copies_to_make(
+                    view.local,
+                    dr,
+                    zone.id,
+                    now,
+                    grace=s.grace,
+                    horizon=s.horizon,
+                    attempts=self.attempts,
+                    max_attempts=s.max_attempts,
+                ):
+                    await self._copy(stored, view, task)
+        self.previous_sweep = now
+
+    async def _confirm(self, stored: StoredPolicy, view: PolicyView, now: datetime) -> None:
+        name = stored.name
+        if name not in self.recorded:
+            self.recorded[name] = await self.state.recorded_lags(name)
+        recorded = self.recorded[name]
+        for zone in view.dr_zones:
+            dr = view.dr[zone.id]
+            lags = new_lags(dr, self.watched, recorded, self.previous_sweep, now)
+            present = {c.snapshot_id for c in dr}
+            self.watched.update((c.snapshot_id, zone.id) for c in dr if not c.complete)
+            self.watched.update(
+                (c.snapshot_id, zone.id)
+                for c in view.local
+                if c.complete and c.snapshot_id not in present
+            )
+            if not lags:
+                continue
+            await self._fence()
+            await self.state.add_lags(name, lags, now, self.settings.lag_samples)
+            for lag in lags:
+                recorded.add((lag.snapshot_id, lag.zone_id))
+                self.watched.discard((lag.snapshot_id, lag.zone_id))
+                await self.ctx.auditor.emit(
+                    action_key=action_key(SERVICE, "confirmed", name, lag.snapshot_id, zone.id),
+                    decision="copy-confirmed",
+                    reason=f"snapshot {lag.snapshot_id} complete in {zone.name}"
+                    f" {lag.seconds:.0f}s after it was created",
+                    policy=name,
+                    policy_version=stored.version,
+                    evidence={"snapshot": lag.snapshot_id, "zone": zone.name, "lag_s": lag.seconds},
+                )
+
+    async def _copy(self, stored: StoredPolicy, view: PolicyView, task: CopyTask) -> None:
+        name, zone = stored.name, next(z for z in view.dr_zones if z.id == task.zone_id)
+        evidence = {
+            "snapshot": task.snapshot_id,
+            "volume": task.volume_id,
+            "zone": zone.name,
+            "created": task.created.isoformat(),
+            "attempt": task.attempt,
+        }
+        decision = await self.ctx.gate.check(KIND, name)
+        if not decision.allowed:
+            self.attempts[(task.snapshot_id, task.zone_id)] = Attempt(
+                task.attempt - 1, self.ctx.clock.now() + self.settings.backoff, decision.reason
+            )
+            await self.ctx.auditor.emit(
+                action_key=action_key(SERVICE, "copy-gated", name, task.snapshot_id, zone.id),
+                decision="copy",
+                reason=f"copySnapshot not sent: {decision.reason}",
+                policy=name,
+                policy_version=stored.version,
+                action="copySnapshot",
+                outcome=decision.audit_outcome,
+                evidence=evidence,
+            )
+            return
+        key = action_key(SERVICE, "copy", name, task.snapshot_id, task.zone_id)
+
+        async def call() -> dict[str, object]:
+            await self._fence()
+            job = await self.client.job("copySnapshot", id=task.snapshot_id, destzoneids=zone.id)
+            job.raise_for_status()
+            return {"jobid": job.jobid, "status": job.status}
+
+        async def reconcile() -> dict[str, object] | None:
+            rows = await self.client.list(
+                "listSnapshots", id=task.snapshot_id, zoneid=zone.id, listall="true"
+            )
+            return {"reconciled": "copy found in the zone"} if rows else None
+
+        try:
+            result = await self.ledger.run(key, call, reconcile=reconcile)
+        except LeaseLost:
+            raise
+        except RetryLater:
+            return  # an earlier attempt is still being settled: look again next sweep
+        except (PermanentError, TransientError) as error:
+            await self._failed(stored, task, zone.name, error, evidence)
+            return
+        if not result.executed and result.source == "recorded":
+            # Copied once already, and the copy is gone since: not repeated blindly.
+            why = "copied before; that copy has since been removed from the zone"
+            self.attempts[(task.snapshot_id, task.zone_id)] = Attempt(
+                self.settings.max_attempts, self.ctx.clock.now(), why
+            )
+            self.last_error[task.volume_id] = why
+            return
+        self.attempts.pop((task.snapshot_id, task.zone_id), None)
+        self.last_error.pop(task.volume_id, None)
+        self.watched.add((task.snapshot_id, task.zone_id))
+        await self.ctx.auditor.emit(
+            action_key=action_key(SERVICE, "copied", key),
+            decision="copied",
+            reason=f"snapshot {task.snapshot_id} was not in {zone.name}"
+            f" {self.settings.copy_grace:g}s after it was created: copied",
+            policy=name,
+            policy_version=stored.version,
+            action="copySnapshot",
+            result=result.outcome if isinstance(result.outcome, dict) else None,
+            evidence=evidence,
+        )
+
+    async def _failed(
+        self,
+        stored: StoredPolicy,
+        task: CopyTask,
+        zone: str,
+        error: Exception,
+        evidence: dict[str, object],
+    ) -> None:
+        s, now = self.settings, self.ctx.clock.now()
+        permanent = isinstance(error, PermanentError)
+        count = s.max_attempts if permanent else task.attempt
+        delay = retry_delay(task.attempt, s.backoff, s.backoff_cap)
+        text = str(error)
+        self.attempts[(task.snapshot_id, task.zone_id)] = Attempt(count, now + delay, text)
+        self.last_error[task.volume_id] = text
+        if count >= s.max_attempts:
+            plan = "not retried" if permanent else f"given up after {count} attempts"
+        else:
+            plan = f"retried in {delay.total_seconds():g}s"
+        await self.ctx.auditor.emit(
+            action_key=action_key(
+                SERVICE, "copy-failed", stored.name, task.snapshot_id, zone, str(task.attempt)
+            ),
+            decision="copy-failed",
+            reason=f"copySnapshot of {task.snapshot_id} to {zone} failed ({plan}): {text}",
+            policy=stored.name,
+            policy_version=stored.version,
+            action="copySnapshot",
+            outcome="failure",
+            evidence=evidence | {"error": text, "permanent": permanent},
+        )
+
+
+__all__ = ["LEASE_NAME", "SERVICE", "Replicator"]

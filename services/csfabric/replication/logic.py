@@ -1,0 +1,313 @@
+"""Replication's pure decisions: which copies to make, what a volume would lose, breaches.
+
+No broker, HTTP, tracing or clock here: rows are plain ``dict`` s as CloudStack lists them,
+``now`` is always given.  ``csfabric dr status`` computes with these same functions, so the
+CLI and the service cannot disagree about a volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from csfabric.dr import BACKED_UP, Copy, RpoSample, VolumeRef, achieved_rpo, newest_complete
+
+POLICY_TAG = "csfabric:policy"
+# listSnapshots showunique=false: a store's copy is usable once its datastorestate is Ready.
+READY = "Ready"
+CS_DATE = "%Y-%m-%dT%H:%M:%S%z"
+
+Row = Mapping[str, Any]
+
+
+def parse_date(text: str) -> datetime:
+    """CloudStack's API date (``2026-12-04T10:20:00+0000``)."""
+    return datetime.strptime(text, CS_DATE)
+
+
+def tags_of(row: Row) -> dict[str, str]:
+    return {str(t.get("key")): str(t.get("value", "")) for t in row.get("tags") or []}
+
+
+def copy_from_row(row: Row, zone_id: str) -> Copy:
+    """One ``listSnapshots zoneid=<zone_id>`` row as a :class:`Copy` in that zone.
+
+    With ``showunique=false`` a row carries ``datastorestate``: the copy is complete only
+    when it is ``Ready`` (the snapshot's own ``state`` says BackedUp as soon as its first
+    store has it).  Without that key (older servers) the snapshot's ``state`` decides.
+    """
+    state = str(row.get("state", ""))
+    store = row.get("datastorestate")
+    if store is not None:
+        state = BACKED_UP if store == READY else ("Copying" if state == BACKED_UP else state)
+    return Copy(
+        snapshot_id=str(row["id"]),
+        volume_id=str(row.get("volumeid", "")),
+        zone_id=zone_id,
+        created=parse_date(str(row["created"])),
+        state=state,
+        policy=tags_of(row).get(POLICY_TAG),
+    )
+
+
+def merge_copies(copies: Iterable[Copy]) -> list[Copy]:
+    """One copy per (snapshot, zone): with several stores per zone, the best state wins."""
+    best: dict[tuple[str, str], Copy] = {}
+    for copy in copies:
+        key = (copy.snapshot_id, copy.zone_id)
+        if key not in best or (copy.complete and not best[key].complete):
+            best[key] = copy
+    return list(best.values())
+
+
+def volume_ref(row: Row) -> VolumeRef:
+    """What the policy's selector needs of a ``listVolumes`` row."""
+    return VolumeRef(
+        id=str(row["id"]),
+        name=str(row.get("name", "")),
+        zone_id=str(row.get("zoneid", "")),
+        zone_name=row.get("zonename"),
+        type=str(row.get("type", "DATADISK")),
+        account=row.get("account"),
+        project=row.get("project"),
+        project_id=row.get("projectid"),
+        domain_path=row.get("domainpath"),
+        tags=tags_of(row),
+        virtualmachine_id=row.get("virtualmachineid"),
+    )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Copies of one snapshot to one zone tried so far, and when the next may go."""
+
+    count: int
+    next_at: datetime
+    last_error: str = ""
+
+
+@dataclass(frozen=True)
+class CopyTask:
+    snapshot_id: str
+    volume_id: str
+    zone_id: str
+    created: datetime
+    attempt: int  # 1 for the first try
+
+
+def retry_delay(attempt: int, base: timedelta, cap: timedelta) -> timedelta:
+    """Exponential backoff after the ``attempt``-th failure (1-based), capped."""
+    grown: timedelta = base * (2 ** max(attempt - 1, 0))
+    return min(grown, cap)
+
+
+def copies_to_make(
+    local: Iterable[Copy],
+    dr: Iterable[Copy],
+    zone_id: str,
+    now: datetime,
+    *,
+    grace: timedelta,
+    horizon: timedelta,
+    attempts: Mapping[tuple[str, str], Attempt],
+    max_attempts: int,
+) -> list[CopyTask]:
+    """Complete local snapshots with no copy (in any state) in ``zone_id``, newest first.
+
+    A snapshot younger than ``grace`` is left alone: ``createSnapshot zoneids`` may still
+    be copying it.  One older than ``horizon`` is not worth a copy any more (a newer one
+    decides the RPO).  A failed copy waits out its backoff; after ``max_attempts`` it is
+    given up (audited once by the caller).
+    """
+    present = {c.snapshot_id for c in dr if c.zone_id == zone_id}
+    tasks: list[CopyTask] = []
+    for copy in sorted(local, key=lambda c: c.created, reverse=True):
+        age = now - copy.created
+        if not copy.complete or copy.snapshot_id in present or age < grace or age > horizon:
+            continue
+        tried = attempts.get((copy.snapshot_id, zone_id))
+        if tried is not None and (tried.count >= max_attempts or now < tried.next_at):
+            continue
+        count = 1 if tried is None else tried.count + 1
+        tasks.append(CopyTask(copy.snapshot_id, copy.volume_id, zone_id, copy.created, count))
+    return tasks
+
+
+@dataclass(frozen=True)
+class VolumeView:
+    """A volume in scope, with when it was created (its exposure before any copy)."""
+
+    ref: VolumeRef
+    created: datetime | None = None
+
+
+def exposure(now: datetime, view: VolumeView, dr: Iterable[Copy]) -> timedelta | None:
+    """What would be lost now: the achieved RPO, or since creation when nothing is copied."""
+    rpo = achieved_rpo(now, dr)
+    if rpo is not None:
+        return rpo
+    return None if view.created is None else max(now - view.created, timedelta(0))
+
+
+def sample(
+    now: datetime, view: VolumeView, local: Iterable[Copy], dr: Iterable[Copy], rpo: timedelta
+) -> RpoSample:
+    """One volume's line of evidence: newest here, newest in the DR zone, RPO, breach."""
+    mine_local = [c for c in local if c.volume_id == view.ref.id]
+    mine_dr = [c for c in dr if c.volume_id == view.ref.id]
+    newest_local, newest_dr = newest_complete(mine_local), newest_complete(mine_dr)
+    achieved = achieved_rpo(now, mine_dr)
+    lost = exposure(now, view, mine_dr)
+    return RpoSample(
+        volume_id=view.ref.id,
+        volume_name=view.ref.name,
+        newest_local=None if newest_local is None else newest_local.created,
+        newest_dr=None if newest_dr is None else newest_dr.created,
+        achieved_rpo_s=None if achieved is None else achieved.total_seconds(),
+        breach=lost is not None and lost > rpo,
+    )
+
+
+@dataclass(frozen=True)
+class OpenBreach:
+    """A volume over its RPO (kept in KV, so a restart neither repeats nor forgets it)."""
+
+    since: datetime
+    cause: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    kind: Literal["breach", "recovered"]
+    volume_id: str
+    volume_name: str
+    since: datetime
+    ended: datetime | None
+    achieved_rpo_s: float | None
+    cause: str
+
+
+def breach_since(s: RpoSample, created: datetime | None, rpo: timedelta, now: datetime) -> datetime:
+    """When the RPO was first exceeded: the newest copy (or the volume's birth) plus ``rpo``."""
+    base = s.newest_dr or created
+    return now if base is None else min(base + rpo, now)
+
+
+def transitions(
+    open_breaches: Mapping[str, OpenBreach],
+    samples: Iterable[RpoSample],
+    created: Mapping[str, datetime | None],
+    rpo: timedelta,
+    now: datetime,
+    causes: Mapping[str, str],
+) -> tuple[dict[str, OpenBreach], list[Transition]]:
+    """The breaches open after ``samples``, and what changed: one alert per edge, no repeats.
+
+    A volume no longer in scope (destroyed, untagged) with an open breach recovers with
+    that as its cause, so no breach stays open for ever.
+    """
+    still: dict[str, OpenBreach] = {}
+    changes: list[Transition] = []
+    seen: set[str] = set()
+    for s in samples:
+        seen.add(s.volume_id)
+        was = open_breaches.get(s.volume_id)
+        if s.breach and was is None:
+            since = breach_since(s, created.get(s.volume_id), rpo, now)
+            cause = causes.get(s.volume_id, "unknown")
+            still[s.volume_id] = OpenBreach(since, cause)
+            changes.append(
+                Transition(
+                    "breach", s.volume_id, s.volume_name, since, None, s.achieved_rpo_s, cause
+                )
+            )
+        elif s.breach and was is not None:
+            still[s.volume_id] = was
+        elif was is not None:
+            changes.append(
+                Transition(
+                    "recovered",
+                    s.volume_id,
+                    s.volume_name,
+                    was.since,
+                    now,
+                    s.achieved_rpo_s,
+                    was.cause,
+                )
+            )
+    for volume_id, was in open_breaches.items():
+        if volume_id not in seen:
+            gone = f"{was.cause}; volume left the policy's scope"
+            changes.append(Transition("recovered", volume_id, "", was.since, now, None, gone))
+    return still, changes
+
+
+def cause(s: RpoSample, dr_zone: str, last_error: str | None) -> str:
+    """Why a volume is over its RPO, as far as the fabric knows."""
+    if s.newest_local is None:
+        return "no snapshot of the volume in its own zone (snapshots missed)"
+    if s.newest_dr is not None and s.newest_local <= s.newest_dr:
+        return f"no snapshot since {s.newest_dr.isoformat()} (snapshots missed or not yet due)"
+    if last_error:
+        return f"copy to {dr_zone} failed: {last_error}"
+    return f"newest snapshot ({s.newest_local.isoformat()}) not yet complete in {dr_zone}"
+
+
+@dataclass(frozen=True)
+class Lag:
+    snapshot_id: str
+    zone_id: str
+    seconds: float
+
+
+def new_lags(
+    dr: Iterable[Copy],
+    watched: set[tuple[str, str]],
+    recorded: set[tuple[str, str]],
+    previous_sweep: datetime | None,
+    now: datetime,
+) -> list[Lag]:
+    """Copy lag (created → complete in the DR zone) of copies that completed since the
+    previous sweep.
+
+    Counted only for a copy this process saw incomplete or missing (``watched``), or one
+    created after the previous sweep: for those ``now - created`` is an upper bound at most
+    one sweep too high.  A copy found complete after a gap (a restart) says nothing about
+    lag and is not counted.
+    """
+    out: list[Lag] = []
+    for c in dr:
+        key = (c.snapshot_id, c.zone_id)
+        if not c.complete or key in recorded:
+            continue
+        fresh = previous_sweep is not None and c.created >= previous_sweep
+        if key in watched or fresh:
+            out.append(Lag(c.snapshot_id, c.zone_id, max((now - c.created).total_seconds(), 0.0)))
+    return out
+
+
+__all__ = [
+    "POLICY_TAG",
+    "READY",
+    "Attempt",
+    "CopyTask",
+    "Lag",
+    "OpenBreach",
+    "Transition",
+    "VolumeView",
+    "breach_since",
+    "cause",
+    "copies_to_make",
+    "copy_from_row",
+    "exposure",
+    "merge_copies",
+    "new_lags",
+    "parse_date",
+    "retry_delay",
+    "sample",
+    "tags_of",
+    "transitions",
+    "volume_ref",
+]
