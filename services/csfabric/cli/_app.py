@@ -15,6 +15,7 @@ from csfabric import __version__
 from csfabric.cli._common import JsonFlag
 from csfabric.cli.dev import dev
 from csfabric.cli.doctor import doctor
+from csfabric.cli.dr import dr_app
 from csfabric.cli.events import events_app
 from csfabric.cli.policy import pause_command, policy_app, resume_command
 from csfabric.cli.run import run
@@ -39,6 +40,7 @@ app.command("resume")(resume_command)
 app.add_typer(simulator_app, name="simulator")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(events_app, name="events")
+app.add_typer(dr_app, name="dr")
 
 
 def _print_version(value: bool) -> None:
