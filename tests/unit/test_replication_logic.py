@@ -179,3 +179,37 @@ def test_lag_is_counted_for_copies_watched_or_made_since_the_last_sweep() -> Non
     assert again == []
     busy = [snap("busy", 1, "man", "Copying")]
     assert new_lags(busy, {("busy", "man")}, set(), prev, T0) == []
+
+
+STATES = st.sampled_from([BACKED_UP, "Copying", "BackingUp", "CreatedOnPrimary"])
+
+
+@given(
+    st.lists(st.tuples(st.floats(0, 120), STATES, st.booleans()), max_size=10),
+    st.integers(0, 10),
+    st.integers(11, 100),
+)
+def test_copies_are_only_of_complete_snapshots_missing_in_the_zone_inside_the_bounds(
+    rows: list[tuple[float, str, bool]], grace_m: int, horizon_m: int
+) -> None:
+    local = [snap(f"s{i}", ago, state=state) for i, (ago, state, _) in enumerate(rows)]
+    dr = [snap(f"s{i}", ago, "man", "Copying") for i, (ago, _, there) in enumerate(rows) if there]
+    grace, horizon = timedelta(minutes=grace_m), timedelta(minutes=horizon_m)
+    tasks = copies_to_make(
+        local, dr, "man", T0, grace=grace, horizon=horizon, attempts={}, max_attempts=3
+    )
+    by_id = {c.snapshot_id: c for c in local}
+    present = {c.snapshot_id for c in dr}
+    for task in tasks:
+        source = by_id[task.snapshot_id]
+        assert source.complete
+        assert task.snapshot_id not in present
+        assert grace <= T0 - source.created <= horizon
+        assert (task.zone_id, task.attempt) == ("man", 1)
+    expected = {
+        c.snapshot_id
+        for c in local
+        if c.complete and c.snapshot_id not in present and grace <= T0 - c.created <= horizon
+    }
+    assert {t.snapshot_id for t in tasks} == expected
+    assert [t.created for t in tasks] == sorted((t.created for t in tasks), reverse=True)
