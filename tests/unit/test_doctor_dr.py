@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from csfabric.cli._doctor_dr import checks_on
+from csfabric.cli.doctor_dr import checks_on
 from csfabric.cloudstack.simulator import Simulator, World
 from csfabric.kernel import HEARTBEAT_BUCKET, FabricSettings, RealClock
 from csfabric.kernel.policy import PolicyDocument, PolicyStore

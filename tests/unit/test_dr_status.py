@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from csfabric.cli._dr_status import collect
-from csfabric.cli._policy_warnings import limit_value, rpo_warning, snapshot_warnings
+from csfabric.cli.dr_status import collect
+from csfabric.cli.policy_warnings import limit_value, rpo_warning, snapshot_warnings
 from csfabric.cloudstack import CloudStackClient, CloudStackSettings
 from csfabric.cloudstack.simulator import Simulator, World
 from csfabric.dr import SnapshotPolicy

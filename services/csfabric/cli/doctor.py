@@ -183,7 +183,7 @@ def _webhook_signing() -> Check:
 
 
 async def _dr(settings: FabricSettings) -> list[Check]:
-    from csfabric.cli._doctor_dr import dr_checks
+    from csfabric.cli.doctor_dr import dr_checks
 
     try:
         return await asyncio.wait_for(dr_checks(settings), TIMEOUT * 2)

@@ -30,7 +30,7 @@ FileOpt = Annotated[
 def status(policy: PolicyOpt = None, file: FileOpt = None, as_json: JsonFlag = False) -> None:
     """Per volume: newest local snapshot, newest DR copy, achieved RPO, breach; totals per
     policy.  Read from CloudStack with the replication service's rules (it need not run)."""
-    from csfabric.cli._dr_status import run_status
+    from csfabric.cli.dr_status import run_status
 
     raise typer.Exit(asyncio.run(run_status(policy, file or [], as_json)))
 

@@ -137,7 +137,7 @@ async def _resolve(store: PolicyStore, name: str, kind: str | None) -> tuple[str
 def apply(paths: Paths, as_json: JsonFlag = False) -> None:
     """Validate every document, then store all of them or none; warn about SnapshotPolicies
     that cannot hold their RPO or their retention (the apply goes ahead)."""
-    from csfabric.cli._policy_warnings import snapshot_warnings
+    from csfabric.cli.policy_warnings import snapshot_warnings
 
     docs = _load(paths, as_json)
 

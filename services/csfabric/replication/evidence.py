@@ -29,9 +29,8 @@ from csfabric.kernel.policy import StoredPolicy
 from csfabric.kernel.service import ServiceContext
 from csfabric.replication.logic import Transition, cause, sample, transitions
 from csfabric.replication.reader import PolicyView
+from csfabric.replication.settings import SERVICE
 from csfabric.replication.state import DrState
-
-SERVICE = "replication"
 
 
 def _seconds(value: float | None) -> str:

@@ -41,12 +41,11 @@ from csfabric.replication.logic import (
     retry_delay,
 )
 from csfabric.replication.reader import PolicyView, Zones, read_policy
-from csfabric.replication.settings import ReplicationSettings
+from csfabric.replication.settings import SERVICE, ReplicationSettings
 from csfabric.replication.state import DrState
 
 log = get_logger(__name__)
 
-SERVICE = "replication"
 LEASE_NAME = "replication"
 
 
@@ -285,4 +284,4 @@ class Replicator:
         )
 
 
-__all__ = ["LEASE_NAME", "SERVICE", "Replicator"]
+__all__ = ["LEASE_NAME", "Replicator"]

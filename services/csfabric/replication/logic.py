@@ -62,23 +62,6 @@ def merge_copies(copies: Iterable[Copy]) -> list[Copy]:
     return list(best.values())
 
 
-def volume_ref(row: Row) -> VolumeRef:
-    """What the policy's selector needs of a ``listVolumes`` row."""
-    return VolumeRef(
-        id=str(row["id"]),
-        name=str(row.get("name", "")),
-        zone_id=str(row.get("zoneid", "")),
-        zone_name=row.get("zonename"),
-        type=str(row.get("type", "DATADISK")),
-        account=row.get("account"),
-        project=row.get("project"),
-        project_id=row.get("projectid"),
-        domain_path=row.get("domainpath"),
-        tags=tags_of(row),
-        virtualmachine_id=row.get("virtualmachineid"),
-    )
-
-
 @dataclass(frozen=True)
 class Attempt:
     """Copies of one snapshot to one zone tried so far, and when the next may go."""
@@ -309,5 +292,4 @@ __all__ = [
     "sample",
     "tags_of",
     "transitions",
-    "volume_ref",
 ]

@@ -13,16 +13,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from csfabric.cloudstack import CloudStackClient
-from csfabric.dr import Copy, SnapshotPolicy
+from csfabric.dr import Copy, SnapshotPolicy, VolumeRef
 from csfabric.kernel import ConfigError
 from csfabric.replication.logic import (
     POLICY_TAG,
+    Row,
     VolumeView,
     copy_from_row,
     merge_copies,
     parse_date,
-    volume_ref,
+    tags_of,
 )
+
+
+def volume_ref(row: Row) -> VolumeRef:
+    """What the policy's selector needs of a ``listVolumes`` row."""
+    return VolumeRef(
+        id=str(row["id"]),
+        name=str(row.get("name", "")),
+        zone_id=str(row.get("zoneid", "")),
+        zone_name=row.get("zonename"),
+        type=str(row.get("type", "DATADISK")),
+        account=row.get("account"),
+        project=row.get("project"),
+        project_id=row.get("projectid"),
+        domain_path=row.get("domainpath"),
+        tags=tags_of(row),
+        virtualmachine_id=row.get("virtualmachineid"),
+    )
 
 
 @dataclass(frozen=True)
@@ -103,4 +121,4 @@ async def read_policy(
     return view
 
 
-__all__ = ["PolicyView", "Zone", "Zones", "list_copies", "read_policy"]
+__all__ = ["PolicyView", "Zone", "Zones", "list_copies", "read_policy", "volume_ref"]

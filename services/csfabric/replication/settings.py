@@ -13,6 +13,7 @@ from pydantic_settings import SettingsConfigDict
 
 from csfabric.kernel import CsfabricSettings
 
+SERVICE = "replication"
 _PREFIX = "CSFABRIC_REPLICATION_"
 
 
@@ -58,4 +59,4 @@ class ReplicationSettings(CsfabricSettings):
         return timedelta(seconds=self.retry_backoff_cap)
 
 
-__all__ = ["ReplicationSettings"]
+__all__ = ["SERVICE", "ReplicationSettings"]

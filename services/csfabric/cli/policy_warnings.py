@@ -19,8 +19,7 @@ from csfabric.dr import KIND, SnapshotPolicy, p95, worst_case_rpo
 from csfabric.kernel import format_duration
 from csfabric.kernel.bus import Bus
 from csfabric.kernel.policy import PolicyDocument
-from csfabric.replication.logic import volume_ref
-from csfabric.replication.reader import Zones
+from csfabric.replication.reader import Zones, volume_ref
 from csfabric.replication.state import BUCKET, copy_times
 
 # max.project.snapshots: what an unset project limit means (see the reference page).
