@@ -38,6 +38,7 @@ def snap(sid: str, minutes_ago: float, zone: str = "lon", state: str = BACKED_UP
         ({"state": "BackedUp", "datastorestate": "Allocated"}, "Copying"),
         ({"state": "BackedUp"}, BACKED_UP),  # no showunique=false rows: the state decides
         ({"state": "Copying"}, "Copying"),
+        ({"state": "BackedUp", "datastorestate": "Error"}, "Error"),  # will never complete
     ],
 )
 def test_a_dr_row_is_complete_only_when_its_store_is_ready(row: dict[str, str], state: str) -> None:
@@ -81,6 +82,21 @@ def test_when_a_copy_is_made(
         max_attempts=3,
     )
     assert [t.attempt for t in tasks] == expected
+
+
+def test_a_copy_whose_store_failed_is_made_again() -> None:
+    dr = [snap("s1", 5, "man", "Error")]
+    tasks = copies_to_make(
+        [snap("s1", 5)],
+        dr,
+        "man",
+        T0,
+        grace=timedelta(minutes=2),
+        horizon=timedelta(hours=1),
+        attempts={},
+        max_attempts=3,
+    )
+    assert [t.snapshot_id for t in tasks] == ["s1"]
 
 
 def test_incomplete_local_snapshots_are_not_copied_and_newest_go_first() -> None:

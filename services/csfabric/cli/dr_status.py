@@ -24,7 +24,7 @@ from csfabric.dr import KIND, RpoSample, SnapshotPolicy
 from csfabric.kernel import CsfabricError, FabricSettings, parse_clock, redact
 from csfabric.kernel.bus import Bus
 from csfabric.kernel.policy import PolicyStore, load_policies
-from csfabric.replication.logic import sample
+from csfabric.replication.logic import samples
 from csfabric.replication.reader import Zones, read_policy
 
 Policies = list[tuple[str, SnapshotPolicy]]
@@ -63,8 +63,8 @@ async def collect(
     out: list[dict[str, Any]] = []
     for name, spec in policies:
         view = await read_policy(client, zones, name, spec)
-        samples = [sample(now, v, view.local, view.measured, spec.rpo) for v in view.volumes]
-        known = [s.achieved_rpo_s for s in samples if s.achieved_rpo_s is not None]
+        found = samples(now, view.volumes, view.local, view.measured, spec.rpo)
+        known = [s.achieved_rpo_s for s in found if s.achieved_rpo_s is not None]
         out.append(
             {
                 "policy": name,
@@ -72,11 +72,11 @@ async def collect(
                 "rpo_s": spec.rpo.total_seconds(),
                 "zone": view.primary.name,
                 "dr_zone": view.measured_in.name,
-                "volumes": [s.model_dump(mode="json") for s in samples],
+                "volumes": [s.model_dump(mode="json") for s in found],
                 "totals": {
-                    "volumes": len(samples),
-                    "with_dr_copy": sum(s.newest_dr is not None for s in samples),
-                    "in_breach": sum(s.breach for s in samples),
+                    "volumes": len(found),
+                    "with_dr_copy": sum(s.newest_dr is not None for s in found),
+                    "in_breach": sum(s.breach for s in found),
                     "worst_rpo_s": max(known, default=None),
                 },
             }

@@ -27,7 +27,7 @@ from csfabric.dr import (
 from csfabric.kernel import action_key
 from csfabric.kernel.policy import StoredPolicy
 from csfabric.kernel.service import ServiceContext
-from csfabric.replication.logic import Transition, cause, sample, transitions
+from csfabric.replication.logic import Transition, cause, samples, transitions
 from csfabric.replication.reader import PolicyView
 from csfabric.replication.settings import SERVICE
 from csfabric.replication.state import DrState
@@ -55,7 +55,7 @@ class EvidenceWriter:
         name = stored.name
         local = [c for c in view.local if c.created <= at]
         measured = [c for c in view.measured if c.created <= at]
-        samples = [sample(at, v, local, measured, spec.rpo) for v in view.volumes]
+        found = samples(at, view.volumes, local, measured, spec.rpo)
         zone = view.measured_in.name
         evidence = RpoEvidence(
             policy=name,
@@ -63,13 +63,13 @@ class EvidenceWriter:
             at=at,
             rpo_s=spec.rpo.total_seconds(),
             dr_zone=zone,
-            volumes=samples,
+            volumes=found,
         )
         await self.fence()
         await self.ctx.auditor.emit(
             action_key=action_key(SERVICE, DECISION_EVIDENCE, name, at.isoformat()),
             decision=DECISION_EVIDENCE,
-            reason=f"{len(samples)} volume(s), {evidence.in_breach} over the RPO of"
+            reason=f"{len(found)} volume(s), {evidence.in_breach} over the RPO of"
             f" {_seconds(evidence.rpo_s)}, worst achieved {_seconds(evidence.worst_rpo_s)}"
             f" in {zone}",
             policy=name,
@@ -78,10 +78,10 @@ class EvidenceWriter:
         )
         before = await self.state.breaches(name)
         causes = {
-            s.volume_id: cause(s, zone, last_error.get(s.volume_id)) for s in samples if s.breach
+            s.volume_id: cause(s, zone, last_error.get(s.volume_id)) for s in found if s.breach
         }
         created = {v.ref.id: v.created for v in view.volumes}
-        after, changes = transitions(before, samples, created, spec.rpo, at, causes)
+        after, changes = transitions(before, found, created, spec.rpo, at, causes)
         for change in changes:
             await self._alert(stored, spec, change)
         if after != before:

@@ -24,21 +24,17 @@ from csfabric.kernel import (
     CsfabricError,
     Lease,
     LeaseLost,
-    PermanentError,
-    RetryLater,
     TransientError,
     action_key,
     get_logger,
 )
 from csfabric.kernel.policy import StoredPolicy
 from csfabric.kernel.service import ServiceContext
+from csfabric.replication.copier import Copier
 from csfabric.replication.evidence import EvidenceWriter
 from csfabric.replication.logic import (
-    Attempt,
-    CopyTask,
     copies_to_make,
     new_lags,
-    retry_delay,
 )
 from csfabric.replication.reader import PolicyView, Zones, read_policy
 from csfabric.replication.settings import SERVICE, ReplicationSettings
@@ -63,14 +59,13 @@ class Replicator:
         self.ctx, self.settings, self.client = ctx, settings, client
         self.state, self.ledger, self.lease = state, ledger, lease
         self.zones = Zones(client)
-        self.attempts: dict[tuple[str, str], Attempt] = {}
         self.watched: set[tuple[str, str]] = set()  # DR copies seen missing or incomplete
         self.recorded: dict[str, set[tuple[str, str]]] = {}  # lags already observed
         self.previous_sweep: datetime | None = None
-        self.last_error: dict[str, str] = {}  # volume id → its last copy error
         self.evaluated: dict[str, datetime] = {}  # policy → last boundary evaluated
         self.views: dict[str, PolicyView] = {}
         self.evidence = EvidenceWriter(ctx, state, self._fence)
+        self.copier = Copier(ctx, settings, client, ledger, self._fence)
 
     def policies(self) -> list[tuple[StoredPolicy, SnapshotPolicy]]:
         found = []
@@ -115,7 +110,7 @@ class Replicator:
             last = self.evaluated.get(stored.name)
             if stored.name in self.views and (last is None or boundary > last):
                 view = self.views[stored.name]
-                await self.evidence.evaluate(stored, spec, view, boundary, self.last_error)
+                await self.evidence.evaluate(stored, spec, view, boundary, self.copier.last_error)
                 self.evaluated[stored.name] = boundary
 
     # -- copies ---------------------------------------------------------------------------
@@ -142,11 +137,26 @@ class Replicator:
                     now,
                     grace=s.grace,
                     horizon=s.horizon,
-                    attempts=self.attempts,
+                    attempts=self.copier.attempts,
                     max_attempts=s.max_attempts,
                 ):
-                    await self._copy(stored, view, task)
+                    if await self.copier.copy(stored, view, task):
+                        self.watched.add((task.snapshot_id, task.zone_id))
         self.previous_sweep = now
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what is known of snapshots no policy lists any more (retired, deleted), so
+        the in-memory sets stay the size of what is in CloudStack."""
+        live: set[tuple[str, str]] = set()
+        for view in self.views.values():
+            for zone in view.dr_zones:
+                live.update((c.snapshot_id, zone.id) for c in [*view.local, *view.dr[zone.id]])
+        self.watched &= live
+        self.copier.forget(live)
+        for name, recorded in self.recorded.items():
+            if name in self.views:
+                recorded &= live
 
     async def _confirm(self, stored: StoredPolicy, view: PolicyView, now: datetime) -> None:
         name = stored.name
@@ -156,12 +166,13 @@ class Replicator:
         for zone in view.dr_zones:
             dr = view.dr[zone.id]
             lags = new_lags(dr, self.watched, recorded, self.previous_sweep, now)
-            present = {c.snapshot_id for c in dr}
-            self.watched.update((c.snapshot_id, zone.id) for c in dr if not c.complete)
+            # Seen here not yet complete (made, copying, or not there): its completion, when a
+            # later sweep sees it, is a lag observation.
+            complete = {c.snapshot_id for c in dr if c.complete}
             self.watched.update(
                 (c.snapshot_id, zone.id)
-                for c in view.local
-                if c.complete and c.snapshot_id not in present
+                for c in [*view.local, *dr]
+                if c.snapshot_id not in complete
             )
             if not lags:
                 continue
@@ -179,109 +190,6 @@ class Replicator:
                     policy_version=stored.version,
                     evidence={"snapshot": lag.snapshot_id, "zone": zone.name, "lag_s": lag.seconds},
                 )
-
-    async def _copy(self, stored: StoredPolicy, view: PolicyView, task: CopyTask) -> None:
-        name, zone = stored.name, next(z for z in view.dr_zones if z.id == task.zone_id)
-        evidence = {
-            "snapshot": task.snapshot_id,
-            "volume": task.volume_id,
-            "zone": zone.name,
-            "created": task.created.isoformat(),
-            "attempt": task.attempt,
-        }
-        decision = await self.ctx.gate.check(KIND, name)
-        if not decision.allowed:
-            self.attempts[(task.snapshot_id, task.zone_id)] = Attempt(
-                task.attempt - 1, self.ctx.clock.now() + self.settings.backoff, decision.reason
-            )
-            await self.ctx.auditor.emit(
-                action_key=action_key(SERVICE, "copy-gated", name, task.snapshot_id, zone.id),
-                decision="copy",
-                reason=f"copySnapshot not sent: {decision.reason}",
-                policy=name,
-                policy_version=stored.version,
-                action="copySnapshot",
-                outcome=decision.audit_outcome,
-                evidence=evidence,
-            )
-            return
-        key = action_key(SERVICE, "copy", name, task.snapshot_id, task.zone_id)
-
-        async def call() -> dict[str, object]:
-            await self._fence()
-            job = await self.client.job("copySnapshot", id=task.snapshot_id, destzoneids=zone.id)
-            job.raise_for_status()
-            return {"jobid": job.jobid, "status": job.status}
-
-        async def reconcile() -> dict[str, object] | None:
-            rows = await self.client.list(
-                "listSnapshots", id=task.snapshot_id, zoneid=zone.id, listall="true"
-            )
-            return {"reconciled": "copy found in the zone"} if rows else None
-
-        try:
-            result = await self.ledger.run(key, call, reconcile=reconcile)
-        except LeaseLost:
-            raise
-        except RetryLater:
-            return  # an earlier attempt is still being settled: look again next sweep
-        except (PermanentError, TransientError) as error:
-            await self._failed(stored, task, zone.name, error, evidence)
-            return
-        if not result.executed and result.source == "recorded":
-            # Copied once already, and the copy is gone since: not repeated blindly.
-            why = "copied before; that copy has since been removed from the zone"
-            self.attempts[(task.snapshot_id, task.zone_id)] = Attempt(
-                self.settings.max_attempts, self.ctx.clock.now(), why
-            )
-            self.last_error[task.volume_id] = why
-            return
-        self.attempts.pop((task.snapshot_id, task.zone_id), None)
-        self.last_error.pop(task.volume_id, None)
-        self.watched.add((task.snapshot_id, task.zone_id))
-        await self.ctx.auditor.emit(
-            action_key=action_key(SERVICE, "copied", key),
-            decision="copied",
-            reason=f"snapshot {task.snapshot_id} was not in {zone.name}"
-            f" {self.settings.copy_grace:g}s after it was created: copied",
-            policy=name,
-            policy_version=stored.version,
-            action="copySnapshot",
-            result=result.outcome if isinstance(result.outcome, dict) else None,
-            evidence=evidence,
-        )
-
-    async def _failed(
-        self,
-        stored: StoredPolicy,
-        task: CopyTask,
-        zone: str,
-        error: Exception,
-        evidence: dict[str, object],
-    ) -> None:
-        s, now = self.settings, self.ctx.clock.now()
-        permanent = isinstance(error, PermanentError)
-        count = s.max_attempts if permanent else task.attempt
-        delay = retry_delay(task.attempt, s.backoff, s.backoff_cap)
-        text = str(error)
-        self.attempts[(task.snapshot_id, task.zone_id)] = Attempt(count, now + delay, text)
-        self.last_error[task.volume_id] = text
-        if count >= s.max_attempts:
-            plan = "not retried" if permanent else f"given up after {count} attempts"
-        else:
-            plan = f"retried in {delay.total_seconds():g}s"
-        await self.ctx.auditor.emit(
-            action_key=action_key(
-                SERVICE, "copy-failed", stored.name, task.snapshot_id, zone, str(task.attempt)
-            ),
-            decision="copy-failed",
-            reason=f"copySnapshot of {task.snapshot_id} to {zone} failed ({plan}): {text}",
-            policy=stored.name,
-            policy_version=stored.version,
-            action="copySnapshot",
-            outcome="failure",
-            evidence=evidence | {"error": text, "permanent": permanent},
-        )
 
 
 __all__ = ["LEASE_NAME", "Replicator"]

@@ -7,7 +7,7 @@ CLI and the service cannot disagree about a volume.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -17,14 +17,15 @@ from csfabric.dr import BACKED_UP, Copy, RpoSample, VolumeRef, achieved_rpo, new
 POLICY_TAG = "csfabric:policy"
 # listSnapshots showunique=false: a store's copy is usable once its datastorestate is Ready.
 READY = "Ready"
-CS_DATE = "%Y-%m-%dT%H:%M:%S%z"
+# Store states of a copy that will never complete: it does not count as present.
+FAILED = frozenset({"Destroying", "Destroyed", "Failed", "Error"})
 
 Row = Mapping[str, Any]
 
 
 def parse_date(text: str) -> datetime:
     """CloudStack's API date (``2026-12-04T10:20:00+0000``)."""
-    return datetime.strptime(text, CS_DATE)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z")
 
 
 def tags_of(row: Row) -> dict[str, str]:
@@ -40,8 +41,12 @@ def copy_from_row(row: Row, zone_id: str) -> Copy:
     """
     state = str(row.get("state", ""))
     store = row.get("datastorestate")
-    if store is not None:
-        state = BACKED_UP if store == READY else ("Copying" if state == BACKED_UP else state)
+    if store == READY:
+        state = BACKED_UP
+    elif store in FAILED:
+        state = "Error"
+    elif store is not None:
+        state = "Copying" if state == BACKED_UP else state
     return Copy(
         snapshot_id=str(row["id"]),
         volume_id=str(row.get("volumeid", "")),
@@ -97,14 +102,14 @@ def copies_to_make(
     attempts: Mapping[tuple[str, str], Attempt],
     max_attempts: int,
 ) -> list[CopyTask]:
-    """Complete local snapshots with no copy (in any state) in ``zone_id``, newest first.
+    """Complete local snapshots with no live copy in ``zone_id``, newest first.
 
     A snapshot younger than ``grace`` is left alone: ``createSnapshot zoneids`` may still
     be copying it.  One older than ``horizon`` is not worth a copy any more (a newer one
     decides the RPO).  A failed copy waits out its backoff; after ``max_attempts`` it is
     given up (audited once by the caller).
     """
-    present = {c.snapshot_id for c in dr if c.zone_id == zone_id}
+    present = {c.snapshot_id for c in dr if c.zone_id == zone_id and c.state not in FAILED}
     tasks: list[CopyTask] = []
     for copy in sorted(local, key=lambda c: c.created, reverse=True):
         age = now - copy.created
@@ -126,23 +131,17 @@ class VolumeView:
     created: datetime | None = None
 
 
-def exposure(now: datetime, view: VolumeView, dr: Iterable[Copy]) -> timedelta | None:
-    """What would be lost now: the achieved RPO, or since creation when nothing is copied."""
-    rpo = achieved_rpo(now, dr)
-    if rpo is not None:
-        return rpo
-    return None if view.created is None else max(now - view.created, timedelta(0))
-
-
 def sample(
     now: datetime, view: VolumeView, local: Iterable[Copy], dr: Iterable[Copy], rpo: timedelta
 ) -> RpoSample:
-    """One volume's line of evidence: newest here, newest in the DR zone, RPO, breach."""
-    mine_local = [c for c in local if c.volume_id == view.ref.id]
-    mine_dr = [c for c in dr if c.volume_id == view.ref.id]
-    newest_local, newest_dr = newest_complete(mine_local), newest_complete(mine_dr)
-    achieved = achieved_rpo(now, mine_dr)
-    lost = exposure(now, view, mine_dr)
+    """One volume's line of evidence (``local`` and ``dr``: its own copies): newest here,
+    newest in the DR zone, achieved RPO, breach (never copied: counted from its creation)."""
+    dr = list(dr)
+    newest_local, newest_dr = newest_complete(local), newest_complete(dr)
+    achieved = achieved_rpo(now, dr)
+    lost = achieved
+    if lost is None and view.created is not None:
+        lost = max(now - view.created, timedelta(0))
     return RpoSample(
         volume_id=view.ref.id,
         volume_name=view.ref.name,
@@ -151,6 +150,25 @@ def sample(
         achieved_rpo_s=None if achieved is None else achieved.total_seconds(),
         breach=lost is not None and lost > rpo,
     )
+
+
+def samples(
+    now: datetime,
+    views: Iterable[VolumeView],
+    local: Iterable[Copy],
+    dr: Iterable[Copy],
+    rpo: timedelta,
+) -> list[RpoSample]:
+    """:func:`sample` of every volume, the copies grouped by volume once."""
+    here, there = _by_volume(local), _by_volume(dr)
+    return [sample(now, v, here.get(v.ref.id, []), there.get(v.ref.id, []), rpo) for v in views]
+
+
+def _by_volume(copies: Iterable[Copy]) -> dict[str, list[Copy]]:
+    out: dict[str, list[Copy]] = {}
+    for copy in copies:
+        out.setdefault(copy.volume_id, []).append(copy)
+    return out
 
 
 @dataclass(frozen=True)
@@ -172,7 +190,7 @@ class Transition:
     cause: str
 
 
-def breach_since(s: RpoSample, created: datetime | None, rpo: timedelta, now: datetime) -> datetime:
+def _since(s: RpoSample, created: datetime | None, rpo: timedelta, now: datetime) -> datetime:
     """When the RPO was first exceeded: the newest copy (or the volume's birth) plus ``rpo``."""
     base = s.newest_dr or created
     return now if base is None else min(base + rpo, now)
@@ -180,7 +198,7 @@ def breach_since(s: RpoSample, created: datetime | None, rpo: timedelta, now: da
 
 def transitions(
     open_breaches: Mapping[str, OpenBreach],
-    samples: Iterable[RpoSample],
+    samples: Sequence[RpoSample],
     created: Mapping[str, datetime | None],
     rpo: timedelta,
     now: datetime,
@@ -193,33 +211,20 @@ def transitions(
     """
     still: dict[str, OpenBreach] = {}
     changes: list[Transition] = []
-    seen: set[str] = set()
     for s in samples:
-        seen.add(s.volume_id)
         was = open_breaches.get(s.volume_id)
+        name, rpo_s = s.volume_name, s.achieved_rpo_s
         if s.breach and was is None:
-            since = breach_since(s, created.get(s.volume_id), rpo, now)
-            cause = causes.get(s.volume_id, "unknown")
-            still[s.volume_id] = OpenBreach(since, cause)
-            changes.append(
-                Transition(
-                    "breach", s.volume_id, s.volume_name, since, None, s.achieved_rpo_s, cause
-                )
-            )
+            since = _since(s, created.get(s.volume_id), rpo, now)
+            why = causes.get(s.volume_id, "unknown")
+            still[s.volume_id] = OpenBreach(since, why)
+            changes.append(Transition("breach", s.volume_id, name, since, None, rpo_s, why))
         elif s.breach and was is not None:
             still[s.volume_id] = was
         elif was is not None:
-            changes.append(
-                Transition(
-                    "recovered",
-                    s.volume_id,
-                    s.volume_name,
-                    was.since,
-                    now,
-                    s.achieved_rpo_s,
-                    was.cause,
-                )
-            )
+            back = Transition("recovered", s.volume_id, name, was.since, now, rpo_s, was.cause)
+            changes.append(back)
+    seen = {s.volume_id for s in samples}
     for volume_id, was in open_breaches.items():
         if volume_id not in seen:
             gone = f"{was.cause}; volume left the policy's scope"
@@ -280,16 +285,15 @@ __all__ = [
     "OpenBreach",
     "Transition",
     "VolumeView",
-    "breach_since",
     "cause",
     "copies_to_make",
     "copy_from_row",
-    "exposure",
     "merge_copies",
     "new_lags",
     "parse_date",
     "retry_delay",
     "sample",
+    "samples",
     "tags_of",
     "transitions",
 ]
