@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pytest_asyncio
 from csfabric.cloudstack import CloudStackClient, CloudStackSettings
 from csfabric.cloudstack.simulator import FaultPlan, Simulator, World
-from csfabric.dr import ALERT_BREACH, ALERT_RECOVERED, DECISION_EVIDENCE
+from csfabric.dr import ALERT_BREACH, ALERT_RECOVERED, DECISION_EVIDENCE, RpoEvidence
 from csfabric.kernel import SteppedClock, open_ledger
 from csfabric.kernel.bus import Bus
 from csfabric.kernel.policy import PolicyStore
@@ -127,11 +127,12 @@ class Rig:
         )
         return bool(rows)
 
-    async def fresh_replicator(self) -> Replicator:
+    async def fresh_replicator(self, **settings: Any) -> Replicator:
         state = DrState(await self.bus.key_value(BUCKET))
         ledger = await open_ledger(self.bus)
         ctx = self.replicator.ctx
-        return Replicator(ctx, self.settings, self.client, state, ledger)
+        chosen = self.settings.model_copy(update=settings)
+        return Replicator(ctx, chosen, self.client, state, ledger)
 
 
 async def records(bus: Bus, stream: str, subject: str) -> list[dict[str, Any]]:
@@ -232,6 +233,23 @@ async def test_evidence_at_each_boundary_says_each_volumes_rpo(rig: Rig) -> None
     await rig.at(datetime(2026, 12, 6, 10, 10, tzinfo=UTC))
     await rig.tick()
     assert len(await audits(rig.bus, DECISION_EVIDENCE)) == 2
+
+
+async def test_a_large_policys_evidence_is_split_into_records_that_each_validate(
+    rig: Rig,
+) -> None:
+    await rig.snapshot_gold(copy=True)
+    await rig.at(datetime(2026, 12, 6, 10, 0, 5, tzinfo=UTC))
+    await rig.tick(await rig.fresh_replicator(evidence_chunk=1))
+    records_ = await audits(rig.bus, DECISION_EVIDENCE)
+    parts = [RpoEvidence.model_validate(r["evidence"]) for r in records_]
+    assert [len(p.volumes) for p in parts] == [1, 1]
+    assert sorted(v.volume_id for p in parts for v in p.volumes) == rig.volumes("gold")
+    assert {p.at for p in parts} == {datetime(2026, 12, 6, 10, 0, tzinfo=UTC)}
+    assert sorted(r["reason"].split(",")[0] for r in records_) == [
+        "1 volume(s) (part 1 of 2)",
+        "1 volume(s) (part 2 of 2)",
+    ]
 
 
 async def test_failed_copies_retry_then_breach_then_recover(rig: Rig) -> None:

@@ -39,9 +39,14 @@ def _seconds(value: float | None) -> str:
 
 class EvidenceWriter:
     def __init__(
-        self, ctx: ServiceContext, state: DrState, fence: Callable[[], Awaitable[None]]
+        self,
+        ctx: ServiceContext,
+        state: DrState,
+        fence: Callable[[], Awaitable[None]],
+        *,
+        chunk: int = 2000,
     ) -> None:
-        self.ctx, self.state, self.fence = ctx, state, fence
+        self.ctx, self.state, self.fence, self.chunk = ctx, state, fence, chunk
 
     async def evaluate(
         self,
@@ -66,16 +71,24 @@ class EvidenceWriter:
             volumes=found,
         )
         await self.fence()
-        await self.ctx.auditor.emit(
-            action_key=action_key(SERVICE, DECISION_EVIDENCE, name, at.isoformat()),
-            decision=DECISION_EVIDENCE,
-            reason=f"{len(found)} volume(s), {evidence.in_breach} over the RPO of"
-            f" {_seconds(evidence.rpo_s)}, worst achieved {_seconds(evidence.worst_rpo_s)}"
-            f" in {zone}",
-            policy=name,
-            policy_version=stored.version,
-            evidence=evidence.model_dump(mode="json"),
-        )
+        # A record must fit NATS's 1 MiB payload (~200 bytes a volume): a large policy's
+        # evidence is several records for the same (policy, at), each a whole RpoEvidence
+        # over its share of the volumes (readers merge them; the reason says "part i of n").
+        size = self.chunk
+        parts = [found[i : i + size] for i in range(0, len(found), size)] or [[]]
+        for index, part in enumerate(parts):
+            piece = evidence.model_copy(update={"volumes": part})
+            label = "" if len(parts) == 1 else f" (part {index + 1} of {len(parts)})"
+            await self.ctx.auditor.emit(
+                action_key=action_key(SERVICE, DECISION_EVIDENCE, name, at.isoformat(), str(index)),
+                decision=DECISION_EVIDENCE,
+                reason=f"{len(part)} volume(s){label}, {piece.in_breach} over the RPO of"
+                f" {_seconds(piece.rpo_s)}, worst achieved {_seconds(piece.worst_rpo_s)}"
+                f" in {zone}",
+                policy=name,
+                policy_version=stored.version,
+                evidence=piece.model_dump(mode="json"),
+            )
         before = await self.state.breaches(name)
         causes = {
             s.volume_id: cause(s, zone, last_error.get(s.volume_id)) for s in found if s.breach

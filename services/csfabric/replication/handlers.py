@@ -64,7 +64,7 @@ class Replicator:
         self.previous_sweep: datetime | None = None
         self.evaluated: dict[str, datetime] = {}  # policy → last boundary evaluated
         self.views: dict[str, PolicyView] = {}
-        self.evidence = EvidenceWriter(ctx, state, self._fence)
+        self.evidence = EvidenceWriter(ctx, state, self._fence, chunk=settings.evidence_chunk)
         self.copier = Copier(ctx, settings, client, ledger, self._fence)
 
     def policies(self) -> list[tuple[StoredPolicy, SnapshotPolicy]]:

@@ -38,6 +38,9 @@ class ReplicationSettings(CsfabricSettings):
     retry_backoff_cap: float = Field(600.0, gt=0, description="longest wait between copies")
     max_attempts: int = Field(6, ge=1, description="copies of one snapshot to one zone tried")
     lease_ttl: float = Field(15.0, gt=0, description="fabric seconds of the service's lease")
+    evidence_chunk: int = Field(
+        2000, ge=1, description="volumes per rpo-evidence record (a record must fit 1 MiB)"
+    )
     lag_samples: int = Field(
         500, ge=1, description="copy-lag observations kept per policy (KV csfabric_dr)"
     )
