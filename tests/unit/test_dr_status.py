@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from csfabric.cli.dr_status import _print as print_report
 from csfabric.cli.dr_status import collect
 from csfabric.cli.policy_warnings import limit_value, rpo_warning, snapshot_warnings
 from csfabric.cloudstack import CloudStackClient, CloudStackSettings
@@ -88,11 +89,15 @@ async def snapshot(client: CloudStackClient, volume_id: str, zoneids: str | None
     return str(job.resource_id)
 
 
-async def test_status_shows_each_volume_and_totals(sim: Simulator) -> None:
+async def test_status_shows_each_volume_and_totals(
+    sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
     manchester = sim.world.zone_named("zone-manchester").id
     [copied, local_only] = sorted(gold(sim))
     async with CloudStackClient(settings_for(sim)) as client:
+        before = RealClock().now()
         await snapshot(client, copied, manchester)
+        after = RealClock().now()
         await snapshot(client, local_only, None)
         now = RealClock().now() + timedelta(minutes=5)
         [report] = await collect([("gold-15m", spec())], client, now)
@@ -101,11 +106,18 @@ async def test_status_shows_each_volume_and_totals(sim: Simulator) -> None:
     assert report["totals"]["with_dr_copy"] == 1
     assert report["totals"]["in_breach"] == 1  # never copied, the volume is old
     rows = {v["volume_id"]: v for v in report["volumes"]}
-    assert 299 <= rows[copied]["achieved_rpo_s"] <= 301
+    # CloudStack's dates have whole seconds: the creation is known to a second.
+    low, high = (now - after).total_seconds() - 1, (now - before).total_seconds() + 1
+    assert low <= rows[copied]["achieved_rpo_s"] <= high
     assert rows[copied]["breach"] is False
     assert rows[local_only]["newest_local"] is not None
     assert rows[local_only]["newest_dr"] is None
     assert rows[local_only]["breach"] is True
+    print_report([report])
+    table = capsys.readouterr().out
+    assert "2 volume(s), 1 copied, 1 in breach" in " ".join(table.split())  # title may wrap
+    assert sorted(gold(sim).values())[0] in table
+    assert "BREACH" in table
 
 
 async def test_the_command_prints_json_from_a_policy_file(sim: Simulator, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ is the fabric clock's (``dev.json``'s scaled clock next to ``csfabric dev``).
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ async def collect(
 
 
 def _when(value: datetime | None) -> str:
-    return "-" if value is None else value.isoformat(timespec="seconds")
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _print(report: list[dict[str, Any]]) -> None:
@@ -100,7 +100,7 @@ def _print(report: list[dict[str, Any]]) -> None:
         )
         table = Table(title=title)
         for column in ("volume", "newest local", "newest DR copy", "achieved RPO", "breach"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for raw in entry["volumes"]:
             s = RpoSample.model_validate(raw)
             rpo = "-" if s.achieved_rpo_s is None else f"{s.achieved_rpo_s:.0f}s"
