@@ -99,6 +99,22 @@ def test_a_copy_whose_store_failed_is_made_again() -> None:
     assert [t.snapshot_id for t in tasks] == ["s1"]
 
 
+def test_snapshots_older_than_the_newest_dr_copy_are_not_copied_back() -> None:
+    """Retention removed them from the DR zone; they would not improve the RPO either."""
+    local = [snap("retired", 30), snap("kept", 5)]
+    tasks = copies_to_make(
+        local,
+        [snap("kept", 5, "man")],
+        "man",
+        T0,
+        grace=timedelta(0),
+        horizon=timedelta(hours=1),
+        attempts={},
+        max_attempts=3,
+    )
+    assert tasks == []
+
+
 def test_incomplete_local_snapshots_are_not_copied_and_newest_go_first() -> None:
     local = [snap("old", 30), snap("new", 5), snap("busy", 10, state="BackingUp")]
     tasks = copies_to_make(
@@ -205,7 +221,7 @@ STATES = st.sampled_from([BACKED_UP, "Copying", "BackingUp", "CreatedOnPrimary"]
     st.integers(0, 10),
     st.integers(11, 100),
 )
-def test_copies_are_only_of_complete_snapshots_missing_in_the_zone_inside_the_bounds(
+def test_copies_are_of_complete_snapshots_newer_than_the_zones_newest_inside_the_bounds(
     rows: list[tuple[float, str, bool]], grace_m: int, horizon_m: int
 ) -> None:
     local = [snap(f"s{i}", ago, state=state) for i, (ago, state, _) in enumerate(rows)]
@@ -215,17 +231,19 @@ def test_copies_are_only_of_complete_snapshots_missing_in_the_zone_inside_the_bo
         local, dr, "man", T0, grace=grace, horizon=horizon, attempts={}, max_attempts=3
     )
     by_id = {c.snapshot_id: c for c in local}
-    present = {c.snapshot_id for c in dr}
+    newest_dr = max((c.created for c in dr), default=None)  # every row is volume v1's
     for task in tasks:
         source = by_id[task.snapshot_id]
         assert source.complete
-        assert task.snapshot_id not in present
+        assert newest_dr is None or source.created > newest_dr  # it improves the RPO
         assert grace <= T0 - source.created <= horizon
         assert (task.zone_id, task.attempt) == ("man", 1)
     expected = {
         c.snapshot_id
         for c in local
-        if c.complete and c.snapshot_id not in present and grace <= T0 - c.created <= horizon
+        if c.complete
+        and (newest_dr is None or c.created > newest_dr)
+        and grace <= T0 - c.created <= horizon
     }
     assert {t.snapshot_id for t in tasks} == expected
     assert [t.created for t in tasks] == sorted((t.created for t in tasks), reverse=True)

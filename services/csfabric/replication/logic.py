@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from csfabric.dr import BACKED_UP, Copy, RpoSample, VolumeRef, achieved_rpo, newest_complete
@@ -102,18 +102,19 @@ def copies_to_make(
     attempts: Mapping[tuple[str, str], Attempt],
     max_attempts: int,
 ) -> list[CopyTask]:
-    """Complete local snapshots with no live copy in ``zone_id``, newest first.
-
-    A snapshot younger than ``grace`` is left alone: ``createSnapshot zoneids`` may still
-    be copying it.  One older than ``horizon`` is not worth a copy any more (a newer one
-    decides the RPO).  A failed copy waits out its backoff; after ``max_attempts`` it is
-    given up (audited once by the caller).
-    """
-    present = {c.snapshot_id for c in dr if c.zone_id == zone_id and c.state not in FAILED}
+    """Complete local snapshots newer than their volume's newest live copy in ``zone_id``
+    (older ones would not improve the RPO, and copying back what retention removed would
+    fight it), aged between ``grace`` (``zoneids`` may still be copying) and ``horizon``,
+    not backing off nor given up after ``max_attempts``; newest first."""
+    live = [c for c in dr if c.zone_id == zone_id and c.state not in FAILED]
+    newest: dict[str, datetime] = {}
+    for c in live:
+        newest[c.volume_id] = max(newest.get(c.volume_id, c.created), c.created)
     tasks: list[CopyTask] = []
     for copy in sorted(local, key=lambda c: c.created, reverse=True):
         age = now - copy.created
-        if not copy.complete or copy.snapshot_id in present or age < grace or age > horizon:
+        covered = copy.created <= newest.get(copy.volume_id, datetime.min.replace(tzinfo=UTC))
+        if not copy.complete or covered or age < grace or age > horizon:
             continue
         tried = attempts.get((copy.snapshot_id, zone_id))
         if tried is not None and (tried.count >= max_attempts or now < tried.next_at):
