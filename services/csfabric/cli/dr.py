@@ -1,12 +1,14 @@
 """``csfabric dr …``: disaster recovery, as CloudStack shows it now.
 
-This module is the group and ``status``; ``plan``, ``drill`` and ``report`` are their own
-modules registered on :data:`dr_app`.
+This module is the group and ``status``; ``plan``, ``drill`` and ``report`` live in their
+own modules (``dr_plan``, ``dr_drill``, ``dr_report``), each adding its command to
+:data:`dr_app` through its ``register(dr_app)``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 from pathlib import Path
 from typing import Annotated
 
@@ -34,5 +36,19 @@ def status(policy: PolicyOpt = None, file: FileOpt = None, as_json: JsonFlag = F
 
     raise typer.Exit(asyncio.run(run_status(policy, file or [], as_json)))
 
+
+def _register_commands() -> None:
+    for name in ("dr_plan", "dr_drill", "dr_report"):
+        module_name = f"csfabric.cli.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:  # the module is there, something it imports is not
+                raise
+            continue  # not built on this branch (yet)
+        module.register(dr_app)
+
+
+_register_commands()
 
 __all__ = ["dr_app"]
