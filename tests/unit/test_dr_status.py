@@ -100,7 +100,7 @@ async def test_status_shows_each_volume_and_totals(
         after = RealClock().now()
         await snapshot(client, local_only, None)
         now = RealClock().now() + timedelta(minutes=5)
-        [report] = await collect([("gold-15m", spec())], client, now)
+        [report] = await collect([("gold-15m", spec(), None)], client, now)
     assert report["dr_zone"] == "zone-manchester"
     assert report["totals"]["volumes"] == 2
     assert report["totals"]["with_dr_copy"] == 1

@@ -173,7 +173,7 @@ def test_one_breach_alert_per_excursion_and_one_recovery(states: list[bool]) -> 
         s = sample(now, VOL, [], [snap("s", (T0 - now).total_seconds() / 60 + ago, "man")], RPO)
         assert s.breach == over
         open_breaches, changes = transitions(
-            open_breaches, [s], {"v1": VOL.created}, RPO, now, {"v1": "copies stopped"}
+            open_breaches, [s], {"v1": VOL.since}, RPO, now, {"v1": "copies stopped"}
         )
         kinds.extend(c.kind for c in changes)
         assert ("v1" in open_breaches) == over
@@ -188,7 +188,7 @@ def test_one_breach_alert_per_excursion_and_one_recovery(states: list[bool]) -> 
 
 def test_a_breach_starts_when_the_newest_copy_turned_rpo_old() -> None:
     s = sample(T0, VOL, [], [snap("s", 20, "man")], RPO)
-    _, [change] = transitions({}, [s], {"v1": VOL.created}, RPO, T0, {"v1": "x"})
+    _, [change] = transitions({}, [s], {"v1": VOL.since}, RPO, T0, {"v1": "x"})
     assert change.since == T0 - timedelta(minutes=5)
     assert (change.kind, change.cause) == ("breach", "x")
 

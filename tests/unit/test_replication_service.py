@@ -327,10 +327,18 @@ async def test_a_dr_copy_removed_from_the_zone_is_made_again(rig: Rig) -> None:
     assert all([await rig.in_zone(s, rig.london) for s in copied])
 
 
-async def test_a_volume_never_copied_is_in_breach_with_no_achieved_rpo(rig: Rig) -> None:
+async def test_a_volume_never_copied_breaches_once_the_policy_had_its_rpo_to_copy_it(
+    rig: Rig,
+) -> None:
+    """The volumes are years old, but the policy was applied at 09:50: they are exposed
+    from then on, so the breach begins at 10:05, not before the policy existed."""
     await rig.at(datetime(2026, 12, 6, 10, 0, tzinfo=UTC))
+    await rig.tick()
+    assert await records(rig.bus, "CSFABRIC_ALERTS", ALERT_BREACH) == []
+    await rig.at(datetime(2026, 12, 6, 10, 10, tzinfo=UTC))
     await rig.tick()
     alerts = await records(rig.bus, "CSFABRIC_ALERTS", ALERT_BREACH)
     assert sorted(a["volume_id"] for a in alerts) == rig.volumes("gold")
     assert all(a["achieved_rpo_s"] is None for a in alerts)
+    assert all(a["since"].startswith("2026-12-06T10:05:00") for a in alerts)
     assert all("no snapshot of the volume" in a["cause"] for a in alerts)

@@ -27,7 +27,8 @@ from csfabric.kernel.policy import PolicyStore, load_policies
 from csfabric.replication.logic import samples
 from csfabric.replication.reader import Zones, read_policy
 
-Policies = list[tuple[str, SnapshotPolicy]]
+# (name, spec, when applied: None for a file)
+Policies = list[tuple[str, SnapshotPolicy, datetime | None]]
 
 
 async def _stored_policies() -> Policies:
@@ -42,7 +43,7 @@ async def _stored_policies() -> Policies:
     for p in stored:
         spec = p.spec() if p.kind == KIND else None
         if isinstance(spec, SnapshotPolicy):
-            found.append((p.name, spec))
+            found.append((p.name, spec, p.applied_at))
     return found
 
 
@@ -51,7 +52,7 @@ def _file_policies(paths: list[Path]) -> Policies:
     for loaded in load_policies(paths):
         doc = loaded.document
         if doc.kind == KIND and isinstance(doc.spec, SnapshotPolicy):
-            found.append((doc.metadata.name, doc.spec))
+            found.append((doc.metadata.name, doc.spec, None))
     return found
 
 
@@ -61,8 +62,8 @@ async def collect(
     """The status of each policy as JSON-able dicts (what ``--json`` prints)."""
     zones = Zones(client)
     out: list[dict[str, Any]] = []
-    for name, spec in policies:
-        view = await read_policy(client, zones, name, spec)
+    for name, spec, applied in policies:
+        view = await read_policy(client, zones, name, spec, applied)
         found = samples(now, view.volumes, view.local, view.measured, spec.rpo)
         known = [s.achieved_rpo_s for s in found if s.achieved_rpo_s is not None]
         out.append(

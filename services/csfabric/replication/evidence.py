@@ -24,7 +24,7 @@ from csfabric.dr import (
     RpoEvidence,
     SnapshotPolicy,
 )
-from csfabric.kernel import action_key
+from csfabric.kernel import action_key, format_duration
 from csfabric.kernel.policy import StoredPolicy
 from csfabric.kernel.service import ServiceContext
 from csfabric.replication.logic import Transition, cause, samples, transitions
@@ -93,7 +93,7 @@ class EvidenceWriter:
         causes = {
             s.volume_id: cause(s, zone, last_error.get(s.volume_id)) for s in found if s.breach
         }
-        created = {v.ref.id: v.created for v in view.volumes}
+        created = {v.ref.id: v.since for v in view.volumes}
         after, changes = transitions(before, found, created, spec.rpo, at, causes)
         for change in changes:
             await self._alert(stored, spec, change)
@@ -124,8 +124,8 @@ class EvidenceWriter:
         if breach:
             reason = f"volume {volume} over its RPO since {t.since.isoformat()}: {t.cause}"
         else:
-            lasted = (t.ended or t.since) - t.since
-            reason = f"volume {volume} back within its RPO after {lasted / timedelta(seconds=1):g}s"
+            lasted = format_duration(max((t.ended or t.since) - t.since, timedelta(0)))
+            reason = f"volume {volume} back within its RPO after {lasted} over it"
         await self.ctx.auditor.emit(
             action_key=action_key(SERVICE, ident),
             decision=decision,

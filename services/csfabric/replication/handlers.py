@@ -118,7 +118,9 @@ class Replicator:
     async def sweep(self, now: datetime) -> None:
         for stored, spec in self.policies():
             try:
-                view = await read_policy(self.client, self.zones, stored.name, spec)
+                view = await read_policy(
+                    self.client, self.zones, stored.name, spec, stored.applied_at
+                )
             except (TransientError, CsfabricError) as error:
                 if isinstance(error, LeaseLost):
                     raise

@@ -126,23 +126,24 @@ def copies_to_make(
 
 @dataclass(frozen=True)
 class VolumeView:
-    """A volume in scope, with when it was created (its exposure before any copy)."""
+    """A volume in scope, and since when it is the policy's: its creation, or the policy's
+    apply if that came later (before any copy, what it would lose is counted from then)."""
 
     ref: VolumeRef
-    created: datetime | None = None
+    since: datetime | None = None
 
 
 def sample(
     now: datetime, view: VolumeView, local: Iterable[Copy], dr: Iterable[Copy], rpo: timedelta
 ) -> RpoSample:
     """One volume's line of evidence (``local`` and ``dr``: its own copies): newest here,
-    newest in the DR zone, achieved RPO, breach (never copied: counted from its creation)."""
+    newest in the DR zone, achieved RPO, breach (never copied: counted from ``view.since``)."""
     dr = list(dr)
     newest_local, newest_dr = newest_complete(local), newest_complete(dr)
     achieved = achieved_rpo(now, dr)
     lost = achieved
-    if lost is None and view.created is not None:
-        lost = max(now - view.created, timedelta(0))
+    if lost is None and view.since is not None:
+        lost = max(now - view.since, timedelta(0))
     return RpoSample(
         volume_id=view.ref.id,
         volume_name=view.ref.name,

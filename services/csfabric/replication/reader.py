@@ -11,6 +11,7 @@ tag; a DR copy is listed with ``zoneid=<DR zone> showunique=false`` (one row per
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from csfabric.cloudstack import CloudStackClient
 from csfabric.dr import Copy, SnapshotPolicy, VolumeRef
@@ -103,8 +104,14 @@ async def list_copies(client: CloudStackClient, policy: str, zone: Zone) -> list
 
 
 async def read_policy(
-    client: CloudStackClient, zones: Zones, name: str, spec: SnapshotPolicy
+    client: CloudStackClient,
+    zones: Zones,
+    name: str,
+    spec: SnapshotPolicy,
+    applied: datetime | None = None,
 ) -> PolicyView:
+    """The policy's volumes and copies now; ``applied``: when the policy was applied (a
+    volume never copied is not counted as exposed from before that)."""
     primary = await zones.get(spec.selector.zone)
     dr_zones = [await zones.get(z) for z in spec.copy_to]
     rows = await client.list("listVolumes", zoneid=primary.id, listall="true")
@@ -112,8 +119,9 @@ async def read_policy(
     for row in rows:
         ref = volume_ref(row)
         if spec.selects(ref):
-            created = row.get("created")
-            volumes.append(VolumeView(ref, parse_date(created) if created else None))
+            created = parse_date(row["created"]) if row.get("created") else None
+            since = max((t for t in (created, applied) if t is not None), default=None)
+            volumes.append(VolumeView(ref, since))
     local = await list_copies(client, name, primary)
     view = PolicyView(name, spec, primary, dr_zones, volumes, local)
     for zone in dr_zones:
