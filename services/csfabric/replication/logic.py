@@ -126,8 +126,7 @@ def copies_to_make(
 
 @dataclass(frozen=True)
 class VolumeView:
-    """A volume in scope, and since when it is the policy's: its creation, or the policy's
-    apply if that came later (before any copy, what it would lose is counted from then)."""
+    """A volume in scope; ``since``: its creation or the policy's apply, the later."""
 
     ref: VolumeRef
     since: datetime | None = None
