@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import pytest
 import pytest_asyncio
 from csfabric.cloudstack import CloudStackClient, CloudStackSettings
 from csfabric.cloudstack.simulator import FaultPlan, Simulator, World
 from csfabric.dr import ALERT_BREACH, ALERT_RECOVERED, DECISION_EVIDENCE, RpoEvidence
-from csfabric.kernel import SteppedClock, open_ledger
+from csfabric.kernel import LEASE_BUCKET, Lease, LeaseLost, SteppedClock, open_ledger
 from csfabric.kernel.bus import Bus
 from csfabric.kernel.policy import PolicyStore
 from csfabric.kernel.policy._model import parse_document
@@ -342,3 +343,19 @@ async def test_a_volume_never_copied_breaches_once_the_policy_had_its_rpo_to_cop
     assert all(a["achieved_rpo_s"] is None for a in alerts)
     assert all(a["since"].startswith("2026-12-06T10:05:00") for a in alerts)
     assert all("no snapshot of the volume" in a["cause"] for a in alerts)
+
+
+async def test_without_the_lease_nothing_is_copied_or_recorded(rig: Rig) -> None:
+    """Every side effect is fenced: a replica whose term is over (here: never began) stops
+    at its first act, before copySnapshot and before any audit record or alert."""
+    await rig.at(datetime(2026, 12, 6, 10, 0, tzinfo=UTC))
+    uncopied = await rig.snapshot_gold(copy=False)
+    await rig.at(datetime(2026, 12, 6, 10, 3, tzinfo=UTC))
+    lease = Lease(await rig.bus.key_value(LEASE_BUCKET), "replication", clock=rig.clock)
+    outsider = await rig.fresh_replicator()
+    outsider.lease = lease
+    with pytest.raises(LeaseLost):
+        await rig.tick(outsider)
+    assert not any([await rig.in_zone(s, rig.manchester) for s in uncopied])
+    assert await records(rig.bus, "CSFABRIC_AUDIT", "csfabric.audit.replication") == []
+    assert await records(rig.bus, "CSFABRIC_ALERTS", "csfabric.alert.replication.>") == []
