@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from csfabric.cloudstack import CloudStackClient, CloudStackSettings
 from csfabric.cloudstack.simulator import Simulator, World
-from csfabric.kernel import LEASE_BUCKET, RealClock
+from csfabric.events import ActionEventData
+from csfabric.kernel import LEASE_BUCKET, RealClock, make_event
 from csfabric.kernel.policy import PolicyStore
 from csfabric.kernel.policy._model import parse_document
 from csfabric.kernel.testing import MemoryNats, memory_bus, service_context
@@ -72,7 +73,36 @@ async def test_the_lease_holder_copies_and_audits() -> None:
             tags=[{"key": "csfabric:policy", "value": "gold"}],
         )
         job.raise_for_status()
-        assert await start_replication(ctx, settings, client=client) is not None
+        replicator = await start_replication(ctx, settings, client=client)
+        assert replicator is not None
+        # The SNAPSHOT.COPY consumer is wired: a Completed event is noted for the lag
+        # (of a snapshot CloudStack lists: the others are forgotten at the next sweep).
+        done = RealClock().now()
+        data = {
+            "category": "action",
+            "event": "SNAPSHOT.COPY",
+            "eventDateTime": done.isoformat(),
+            "status": "Completed",
+            "failed": False,
+            "entityuuid": str(job.resource_id),
+            "native": {},
+        }
+        await bus.publish_event(
+            make_event(
+                type="cloudstack.action.SNAPSHOT.COPY",
+                source="test",
+                id="copy-1",
+                subject=str(job.resource_id),
+                data=data,
+                dataschema=ActionEventData.dataschema(),
+            )
+        )
+        await eventually(
+            lambda: str(job.resource_id) in replicator.copied_at,
+            within=10,
+            what="the copy event noted",
+        )
+        assert replicator.copied_at[str(job.resource_id)] == done
 
         async def copied() -> bool:
             return bool(await audits(bus, "copied"))

@@ -12,19 +12,21 @@ import json
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 import pytest_asyncio
 from csfabric.cloudstack import CloudStackClient, CloudStackSettings
 from csfabric.cloudstack.simulator import FaultPlan, Simulator, World
 from csfabric.dr import ALERT_BREACH, ALERT_RECOVERED, DECISION_EVIDENCE, RpoEvidence
-from csfabric.kernel import LEASE_BUCKET, Lease, LeaseLost, SteppedClock, open_ledger
-from csfabric.kernel.bus import Bus
+from csfabric.events import ActionEventData, TypedEvent
+from csfabric.kernel import LEASE_BUCKET, Lease, LeaseLost, SteppedClock, make_event, open_ledger
+from csfabric.kernel.bus import Bus, Delivery
 from csfabric.kernel.policy import PolicyStore
 from csfabric.kernel.policy._model import parse_document
 from csfabric.kernel.testing import MemoryNats, memory_bus, service_context
 from csfabric.replication.handlers import Replicator
+from csfabric.replication.logic import parse_date
 from csfabric.replication.settings import ReplicationSettings
 from csfabric.replication.state import BUCKET, DrState, copy_times
 from nats.js.errors import NotFoundError
@@ -359,3 +361,34 @@ async def test_without_the_lease_nothing_is_copied_or_recorded(rig: Rig) -> None
     assert not any([await rig.in_zone(s, rig.manchester) for s in uncopied])
     assert await records(rig.bus, "CSFABRIC_AUDIT", "csfabric.audit.replication") == []
     assert await records(rig.bus, "CSFABRIC_ALERTS", "csfabric.alert.replication.>") == []
+
+
+async def test_a_snapshot_copy_event_times_the_lag_exactly(rig: Rig) -> None:
+    """Polling bounds a lag by a sweep; the SNAPSHOT.COPY Completed event says when."""
+    await rig.at(datetime(2026, 12, 6, 10, 0, tzinfo=UTC))
+    uncopied = await rig.snapshot_gold(copy=False)
+    await rig.at(datetime(2026, 12, 6, 10, 3, tzinfo=UTC))
+    await rig.tick()  # copies made
+    created = {}
+    for snapshot_id in uncopied:
+        rows = await drive(rig.clock, rig.client.list("listSnapshots", id=snapshot_id))
+        created[snapshot_id] = parse_date(rows[0]["created"])
+    done = datetime(2026, 12, 6, 10, 3, 5, tzinfo=UTC)
+    for snapshot_id in uncopied:
+        data = ActionEventData.model_validate(
+            {
+                "event": "SNAPSHOT.COPY",
+                "eventDateTime": done.isoformat(),
+                "status": "Completed",
+                "failed": False,
+                "entityuuid": snapshot_id,
+                "native": {},
+            }
+        )
+        event = make_event(type="cloudstack.action.SNAPSHOT.COPY", source="test", id=snapshot_id)
+        await rig.replicator.on_copy_event(TypedEvent(event, data), cast(Delivery, None))
+    await rig.at(datetime(2026, 12, 6, 10, 3, 30, tzinfo=UTC))
+    await rig.tick()
+    lags = await copy_times(await rig.bus.key_value(BUCKET), POLICY)
+    expected = sorted(done - created[s] for s in uncopied)
+    assert sorted(lags) == expected

@@ -8,6 +8,7 @@ its heartbeat (``csfabric status``) and waits, rather than failing ``csfabric de
 from __future__ import annotations
 
 from csfabric.cloudstack import CloudStackClient, CloudStackSettings
+from csfabric.events import ActionEventData, typed
 from csfabric.kernel import LEASE_BUCKET, Lease, get_logger, open_ledger
 from csfabric.kernel.service import ServiceContext
 from csfabric.replication.handlers import LEASE_NAME, Replicator
@@ -15,6 +16,8 @@ from csfabric.replication.settings import ReplicationSettings
 from csfabric.replication.state import BUCKET, DrState
 
 log = get_logger(__name__)
+
+COPY_EVENTS = "csfabric.cloudstack.action.SNAPSHOT.COPY"
 
 
 async def setup(ctx: ServiceContext) -> None:
@@ -43,6 +46,10 @@ async def start_replication(
     state = DrState(await ctx.bus.key_value(BUCKET))
     ledger = await open_ledger(ctx.bus, ctx.settings)
     replicator = Replicator(ctx, settings, client, state, ledger, lease=lease)
+    # SNAPSHOT.COPY events time the copies exactly (polling alone bounds them by a sweep).
+    await ctx.consume(
+        COPY_EVENTS, "replication-copies", typed(ActionEventData)(replicator.on_copy_event)
+    )
     ctx.spawn(lease.run(replicator.run), name="replicator")
     log.info("replication started", extra={"sweep_interval": settings.sweep_interval})
     return replicator

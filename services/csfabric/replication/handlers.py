@@ -19,6 +19,7 @@ from csfabric.dr import (
     SnapshotPolicy,
     window_at,
 )
+from csfabric.events import ActionEventData, TypedEvent
 from csfabric.kernel import (
     ActionLedger,
     CsfabricError,
@@ -28,6 +29,7 @@ from csfabric.kernel import (
     action_key,
     get_logger,
 )
+from csfabric.kernel.bus import Delivery
 from csfabric.kernel.policy import StoredPolicy
 from csfabric.kernel.service import ServiceContext
 from csfabric.replication.copier import Copier
@@ -64,6 +66,7 @@ class Replicator:
         self.previous_sweep: datetime | None = None
         self.evaluated: dict[str, datetime] = {}  # policy → last boundary evaluated
         self.views: dict[str, PolicyView] = {}
+        self.copied_at: dict[str, datetime] = {}  # snapshot → its SNAPSHOT.COPY Completed
         self.evidence = EvidenceWriter(ctx, state, self._fence, chunk=settings.evidence_chunk)
         self.copier = Copier(ctx, settings, client, ledger, self._fence)
 
@@ -113,6 +116,13 @@ class Replicator:
                 await self.evidence.evaluate(stored, spec, view, boundary, self.copier.last_error)
                 self.evaluated[stored.name] = boundary
 
+    async def on_copy_event(self, event: TypedEvent[ActionEventData], delivery: Delivery) -> None:
+        """SNAPSHOT.COPY Completed: when the copy finished, for an exact lag.  Only noted
+        (the next sweep confirms the copy from CloudStack), so any replica may take it."""
+        data = event.data
+        if data.status == "Completed" and not data.failed and data.entityuuid:
+            self.copied_at[data.entityuuid] = data.event_time
+
     # -- copies ---------------------------------------------------------------------------
 
     async def sweep(self, now: datetime) -> None:
@@ -156,6 +166,8 @@ class Replicator:
                 live.update((c.snapshot_id, zone.id) for c in [*view.local, *view.dr[zone.id]])
         self.watched &= live
         self.copier.forget(live)
+        listed = {snapshot for snapshot, _ in live}
+        self.copied_at = {k: v for k, v in self.copied_at.items() if k in listed}
         for name, recorded in self.recorded.items():
             if name in self.views:
                 recorded &= live
@@ -167,7 +179,7 @@ class Replicator:
         recorded = self.recorded[name]
         for zone in view.dr_zones:
             dr = view.dr[zone.id]
-            lags = new_lags(dr, self.watched, recorded, self.previous_sweep, now)
+            lags = new_lags(dr, self.watched, recorded, self.previous_sweep, now, self.copied_at)
             # Seen here not yet complete (made, copying, or not there): its completion, when a
             # later sweep sees it, is a lag observation.
             complete = {c.snapshot_id for c in dr if c.complete}

@@ -257,29 +257,28 @@ def new_lags(
     recorded: set[tuple[str, str]],
     previous_sweep: datetime | None,
     now: datetime,
+    copied_at: Mapping[str, datetime] | None = None,
 ) -> list[Lag]:
     """Copy lag (created → complete in the DR zone) of copies that completed since the
-    previous sweep.
-
-    Counted only for a copy this process saw incomplete or missing (``watched``), or one
-    created after the previous sweep: for those ``now - created`` is an upper bound at most
-    one sweep too high.  A copy found complete after a gap (a restart) says nothing about
-    lag and is not counted.
+    previous sweep, for a copy seen incomplete or missing (``watched``) or created after the
+    previous sweep; a copy found complete after a gap (a restart) says nothing and is not
+    counted.  The end is the SNAPSHOT.COPY Completed event's time when known (``copied_at``),
+    else ``now``: an upper bound at most one sweep too high.
     """
     out: list[Lag] = []
     for c in dr:
         key = (c.snapshot_id, c.zone_id)
-        if not c.complete or key in recorded:
-            continue
         fresh = previous_sweep is not None and c.created >= previous_sweep
-        if key in watched or fresh:
-            out.append(Lag(c.snapshot_id, c.zone_id, max((now - c.created).total_seconds(), 0.0)))
+        if not c.complete or key in recorded or not (key in watched or fresh):
+            continue
+        end = (copied_at or {}).get(c.snapshot_id, now)
+        end = end if c.created <= end <= now else now
+        out.append(Lag(c.snapshot_id, c.zone_id, max((end - c.created).total_seconds(), 0.0)))
     return out
 
 
 __all__ = [
     "POLICY_TAG",
-    "READY",
     "Attempt",
     "CopyTask",
     "Lag",
