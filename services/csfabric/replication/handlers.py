@@ -126,7 +126,10 @@ class Replicator:
     # -- copies ---------------------------------------------------------------------------
 
     async def sweep(self, now: datetime) -> None:
-        for stored, spec in self.policies():
+        policies = self.policies()
+        names = {stored.name for stored, _ in policies}  # a deleted policy is forgotten
+        self.views = {k: v for k, v in self.views.items() if k in names}
+        for stored, spec in policies:
             try:
                 view = await read_policy(
                     self.client, self.zones, stored.name, spec, stored.applied_at
