@@ -19,6 +19,7 @@ from csfabric.devstack import connect_once
 from csfabric.dr import (
     BACKED_UP,
     KIND,
+    STORE_READY,
     Copy,
     Inventory,
     Network,
@@ -35,7 +36,6 @@ from csfabric.kernel.policy import PolicyStore, load_policies
 
 UNKNOWN_COMMAND = 432
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-READY = "Ready"  # a snapshot store row's datastorestate when that copy is complete
 
 
 async def read_policies(
@@ -142,7 +142,7 @@ def dr_copy(row: dict[str, Any]) -> Copy:
     """A row of ``listSnapshots zoneid=Z showunique=false``: complete when that store's copy
     is Ready; a row without ``datastorestate`` (showunique ignored) by the snapshot's state."""
     store = row.get("datastorestate")
-    done = store == READY if store is not None else row.get("state") == BACKED_UP
+    done = store == STORE_READY if store is not None else row.get("state") == BACKED_UP
     state = BACKED_UP if done else str(store or row.get("state") or "unknown")
     return Copy(
         snapshot_id=row["id"],

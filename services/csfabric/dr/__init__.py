@@ -43,6 +43,7 @@ from csfabric.dr._policy import KIND, Retain, Selector, SnapshotPolicy, VolumeRe
 from csfabric.dr._rules import (
     BACKED_UP,
     IN_FLIGHT,
+    STORE_READY,
     Copy,
     achieved_rpo,
     newest_complete,
@@ -63,6 +64,7 @@ __all__ = [
     "DR_NETWORK_TAG",
     "IN_FLIGHT",
     "KIND",
+    "STORE_READY",
     "Blocked",
     "Copy",
     "DrillResult",

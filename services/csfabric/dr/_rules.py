@@ -14,6 +14,9 @@ from datetime import datetime, timedelta
 from csfabric.dr._policy import SnapshotPolicy
 
 BACKED_UP = "BackedUp"
+# A snapshot store row's ``datastorestate`` (``listSnapshots showunique=false``) once the
+# copy in that zone is complete.
+STORE_READY = "Ready"
 # States in which a snapshot is still being made or copied: never retired then.
 IN_FLIGHT = frozenset({"Allocated", "Creating", "CreatedOnPrimary", "BackingUp", "Copying"})
 
@@ -102,6 +105,7 @@ def _retire_one(policy: SnapshotPolicy, own: list[Copy], now: datetime) -> list[
 __all__ = [
     "BACKED_UP",
     "IN_FLIGHT",
+    "STORE_READY",
     "Copy",
     "achieved_rpo",
     "newest_complete",

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from csfabric.dr import BACKED_UP, Copy, RpoSample, VolumeRef, achieved_rpo, newest_complete
+import csfabric.dr as dr
+from csfabric.dr import Copy, RpoSample, VolumeRef, achieved_rpo, newest_complete
 
 POLICY_TAG = "csfabric:policy"
-# listSnapshots showunique=false: a store's copy is usable once its datastorestate is Ready.
-READY = "Ready"
 # Store states of a copy that will never complete: it does not count as present.
 FAILED = frozenset({"Destroying", "Destroyed", "Failed", "Error"})
 
@@ -41,12 +40,12 @@ def copy_from_row(row: Row, zone_id: str) -> Copy:
     """
     state = str(row.get("state", ""))
     store = row.get("datastorestate")
-    if store == READY:
-        state = BACKED_UP
+    if store == dr.STORE_READY:
+        state = dr.BACKED_UP
     elif store in FAILED:
         state = "Error"
     elif store is not None:
-        state = "Copying" if state == BACKED_UP else state
+        state = "Copying" if state == dr.BACKED_UP else state
     return Copy(
         snapshot_id=str(row["id"]),
         volume_id=str(row.get("volumeid", "")),
