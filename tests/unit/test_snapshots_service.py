@@ -176,3 +176,22 @@ async def test_permanent_refusal_is_a_skip_once_per_window(code: int) -> None:
     if code != 535:  # the client itself retries 535 (reported: it is permanent in CloudStack)
         assert len(refused) == 6, "not retried in the window"
     await h.stop()
+
+
+async def test_started_mid_window_takes_that_window_at_once_and_restart_does_not_double() -> None:
+    h = Harness()
+    h.clock._now = START + timedelta(minutes=5)  # the 09:00 window's due times have passed
+    await h.start(gold_policy())
+    await h.run_for(60)
+    first = await h.keys_in("zone-london", NAME)
+    assert {len(k) for k in first.values()} == {1}, "the current window, at once"
+    await h.stop()
+    # A new process on the same backbone and cloud, still in the same window: nothing doubles.
+    restarted = Harness(h.world)
+    restarted.clock._now = h.clock.now()
+    await restarted.start(gold_policy())
+    await restarted.run_for(6 * 60)
+    again = await restarted.keys_in("zone-london", NAME)
+    assert {len(k) for k in again.values()} == {2}, "09:00 once, then 09:10"
+    assert len(restarted.created()) == 2, "only the 09:10 window's two snapshots are new"
+    await restarted.stop()

@@ -58,7 +58,7 @@ class Inventory:
         self.volumes = {str(r["id"]): volume_ref(r) for r in rows if snapshottable(r)}
         self.projects = {str(p["id"]): str(p.get("state", _ACTIVE)) for p in projects}
         self._bump()
-        log.info("inventory: %d volumes, %d projects", len(self.volumes), len(self.projects))
+        log.debug("inventory: %d volumes, %d projects", len(self.volumes), len(self.projects))
 
     async def refresh_volume(self, volume_id: str) -> None:
         row = await self._one("listVolumes", volume_id)
