@@ -83,6 +83,11 @@ class Attempts:
         if key in self.done:
             return
         record = _Record(self, due, volume, key, stored.version)
+        if not may_retry(self.ctx.clock.now(), 0.0, due.window, self._margin):
+            # Reached only after its window (overload, or a lease taken over late): a
+            # snapshot now would belong to the next window's period, so it is a miss.
+            await record.missed("not reached before the window ended")
+            return
         decision = await self.ctx.gate.check(KIND, due.policy, tags=volume.tags)
         if not decision.allowed:
             await record.audit(decision.outcome, decision.reason, decision.audit_outcome)

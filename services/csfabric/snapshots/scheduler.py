@@ -45,6 +45,7 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.settings.max_in_flight)
         self.wake = asyncio.Event()
+        self.ctx.policies.on_change(lambda *_: self.wake.set())
 
     def policies(self) -> list[tuple[str, int, SnapshotPolicy]]:
         out = []
@@ -66,7 +67,6 @@ class Scheduler:
 
     async def run(self) -> None:
         """Forever, under the lease (cancelled when it is lost)."""
-        self.ctx.policies.on_change(lambda *_: self.wake.set())
         await self.rebuild()
         try:
             while True:
