@@ -8,11 +8,12 @@ also with 20% of API calls failing — and a suspended project's volumes are ski
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 from csfabric.dr import achieved_rpo, windows_between
-from csfabric.kernel import action_key
+from csfabric.kernel import action_key, make_event
 from csfabric.snapshots.logic import key_parts
 
 from tests.snapshots_harness import START, Harness, gold_policy, policy_of
@@ -195,3 +196,34 @@ async def test_started_mid_window_takes_that_window_at_once_and_restart_does_not
     assert {len(k) for k in again.values()} == {2}, "09:00 once, then 09:10"
     assert len(restarted.created()) == 2, "only the 09:10 window's two snapshots are new"
     await restarted.stop()
+
+
+async def test_volume_events_keep_the_inventory_current() -> None:
+    h = Harness()
+    await h.start(gold_policy())
+    await h.run_for(60)
+    world = h.world
+    new = world.add_volume("fresh-gold", world.zone_named("zone-london"), world.admin.id, 5)
+    world.tag("Volume", new.id, world.admin.id, **{"csfabric:dr-tier": "gold"})
+    gone = h.volume_id("patient-records")
+    world.volumes[gone].state = "Destroy"
+    for vid, kind in ((new.id, "CREATE"), (gone, "DESTROY")):
+        event = make_event(
+            type=f"cloudstack.action.VOLUME.{kind}",
+            source="/cloudstack/test",
+            id=f"ev-{kind}-{vid}",
+            subject=vid,
+            data={"event": f"VOLUME.{kind}", "status": "Completed", "entityuuid": vid},
+        )
+        await h.bus.publish_event(event)
+    for _ in range(200):  # the consumer fetches on its own
+        if new.id in h.service.inventory.volumes and gone not in h.service.inventory.volumes:
+            break
+        await asyncio.sleep(0.005)
+    assert new.id in h.service.inventory.volumes
+    assert gone not in h.service.inventory.volumes
+    await h.run_for(20 * 60)
+    london = await h.keys_in("zone-london", NAME)
+    assert len(london[new.id]) >= 2, "the new volume is snapshotted from the next look on"
+    assert len(london[gone]) == 1, "the destroyed one no more"
+    await h.stop()
