@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from csfabric.cli._doctor_snapshots import snapshots_check
+from csfabric.cli.doctor import snapshots_check
 
 pytestmark = pytest.mark.memory
 
@@ -18,23 +18,25 @@ def _clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(f"CLOUDSTACK_{name}", raising=False)
 
 
-def test_no_keys_is_not_configured() -> None:
-    status, _, fix, detail = snapshots_check()
-    assert status == "not configured"
-    assert "CSFABRIC_CLOUDSTACK_KEY" in fix
-    assert "cannot start" in detail
+def test_no_keys_is_not_configured_and_not_required() -> None:
+    check = snapshots_check()
+    assert check.status == "not configured"
+    assert not check.failed
+    assert "CSFABRIC_CLOUDSTACK_KEY" in check.fix
+    assert "cannot start" in check.detail
 
 
-def test_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_setting_is_named_and_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CSFABRIC_SNAPSHOTS_COPY_MODE", "sometimes")
-    status, _, _, detail = snapshots_check()
-    assert status == "missing"
-    assert "copy_mode" in detail
+    check = snapshots_check()
+    assert check.status == "missing"
+    assert check.failed
+    assert "copy_mode" in check.detail
 
 
 def test_ready(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CSFABRIC_CLOUDSTACK_KEY", "k")
     monkeypatch.setenv("CSFABRIC_CLOUDSTACK_SECRET", "s")
-    status, _, _, detail = snapshots_check()
-    assert status == "ok"
-    assert "zoneids" in detail
+    check = snapshots_check()
+    assert check.status == "ok"
+    assert "zoneids" in check.detail

