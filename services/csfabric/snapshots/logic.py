@@ -7,7 +7,6 @@ CloudStack answer is classified (retry in the window, or an audited skip), which
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -148,15 +147,9 @@ def keys_of(rows: Iterable[Mapping[str, Any]]) -> set[str]:
 def retire(
     policy: SnapshotPolicy, name: str, zone_id: str, copies: Iterable[Copy], now: datetime
 ) -> list[Copy]:
-    """What retention deletes in ``zone_id``, volume by volume (``retain`` is per volume
-    and zone), oldest first."""
-    per_volume: dict[str, list[Copy]] = defaultdict(list)
-    for copy in copies:
-        per_volume[copy.volume_id].append(copy)
-    out: list[Copy] = []
-    for volume_copies in per_volume.values():
-        out.extend(to_retire(policy, name, zone_id, volume_copies, now))
-    return sorted(out, key=lambda c: c.created)
+    """What retention deletes in ``zone_id``, oldest first (``retain`` counts per volume and
+    zone: :func:`csfabric.dr.to_retire`)."""
+    return to_retire(policy, name, zone_id, copies, now)
 
 
 __all__ = [
