@@ -227,3 +227,14 @@ async def test_volume_events_keep_the_inventory_current() -> None:
     assert len(london[new.id]) >= 2, "the new volume is snapshotted from the next look on"
     assert len(london[gone]) == 1, "the destroyed one no more"
     await h.stop()
+
+
+async def test_dry_run_decides_and_audits_but_calls_nothing() -> None:
+    h = Harness()
+    await h.start(gold_policy(dryRun=True))
+    await h.run_for(3 * 600 - 1)
+    assert h.calls_for("createSnapshot") == []
+    decided = await h.audits("snapshot-dry-run")
+    assert len(decided) == 2 * 3, "each in-scope volume, each window"
+    assert {r["outcome"] for r in decided} == {"dry-run"}
+    await h.stop()
