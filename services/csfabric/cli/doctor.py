@@ -183,12 +183,17 @@ def _webhook_signing() -> Check:
 
 
 async def _dr(settings: FabricSettings) -> list[Check]:
-    from csfabric.cli.doctor_dr import dr_checks
+    from csfabric.cli.doctor_dr import dr_checks, snapshots_check
+
+    found = [snapshots_check()]
 
     try:
-        return await asyncio.wait_for(dr_checks(settings), TIMEOUT * 2)
+        return found + await asyncio.wait_for(dr_checks(settings), TIMEOUT * 2)
     except TimeoutError:
-        return [Check("snapshot policies", "-", UNREACHABLE, "", "no answer in time", False)]
+        return [
+            *found,
+            Check("snapshot policies", "-", UNREACHABLE, "", "no answer in time", False),
+        ]
 
 
 def _each(found: Check | list[Check]) -> list[Check]:

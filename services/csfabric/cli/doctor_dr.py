@@ -1,5 +1,7 @@
 """``csfabric doctor``'s snapshot and DR checks: policies stored, services alive, zones known.
 
+* The snapshots service's settings parse and CloudStack keys are known (it cannot start
+  without them).
 * SnapshotPolicies in the store (none: nothing is snapshotted; optional).
 * Heartbeats of ``snapshots`` and ``replication`` (``csfabric_status``): without them the
   policies are not acted on.
@@ -10,6 +12,7 @@
 from __future__ import annotations
 
 from nats.js.errors import BucketNotFoundError, NoKeysError
+from pydantic import ValidationError
 
 from csfabric.cli.doctor import MISSING, NOT_CONFIGURED, OK, UNREACHABLE, Check, _reason
 from csfabric.cloudstack import CloudStackClient, CloudStackSettings
@@ -18,8 +21,26 @@ from csfabric.dr import KIND, SnapshotPolicy
 from csfabric.kernel import HEARTBEAT_BUCKET, FabricSettings, parse_clock
 from csfabric.kernel.bus import Bus
 from csfabric.kernel.policy import PolicyStore
+from csfabric.snapshots.settings import SnapshotsSettings
 
 SERVICES = ("snapshots", "replication")
+
+
+def snapshots_check() -> Check:
+    """Whether the snapshots service can start: its settings parse and CloudStack keys are known."""
+    component = "snapshots service"
+    try:
+        settings = SnapshotsSettings()
+        cloudstack = CloudStackSettings()
+    except ValidationError as exc:
+        problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return Check(component, "-", MISSING, "correct the CSFABRIC_SNAPSHOTS_* settings", problem)
+    if cloudstack.key is None or cloudstack.secret is None:
+        fix = "set CSFABRIC_CLOUDSTACK_KEY and _SECRET (csfabric dev writes them to dev.json)"
+        detail = "no CloudStack keys: it cannot start"
+        return Check(component, cloudstack.endpoint, NOT_CONFIGURED, fix, detail, required=False)
+    detail = f"copy mode {settings.copy_mode}, retention sweep every {settings.sweep_interval:g}s"
+    return Check(component, cloudstack.endpoint, OK, detail=detail)
 
 
 async def _heartbeats(bus: Bus) -> dict[str, int]:

@@ -28,6 +28,7 @@ from csfabric.cloudstack.simulator._feeds import (
     RabbitSink,
     WebhookSink,
 )
+from csfabric.cloudstack.simulator._inprocess import InProcessSession, in_process_session
 from csfabric.cloudstack.simulator._server import Simulator
 from csfabric.cloudstack.simulator._signing import canonical, signature
 from csfabric.cloudstack.simulator._world import World
@@ -39,12 +40,14 @@ __all__ = [
     "EventSink",
     "Fanout",
     "FaultPlan",
+    "InProcessSession",
     "KafkaSink",
     "RabbitSink",
     "Simulator",
     "WebhookSink",
     "World",
     "canonical",
+    "in_process_session",
     "merge_specs",
     "parse_fault",
     "parse_latency",
