@@ -164,15 +164,34 @@ async def run_service(
     finally:
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
-        for task in (body, stopper):
-            task.cancel()
-        await asyncio.gather(body, stopper, return_exceptions=True)
+        stopper.cancel()
+        await _cancel(body, runtime.stop_timeout)
+        await asyncio.gather(stopper, return_exceptions=True)
         if ctx is not None:
             await ctx.close(runtime.stop_timeout)
         await ops.stop()
         if bus is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(bus.close(), runtime.stop_timeout)
+
+
+async def _cancel(task: asyncio.Task[Any], grace: float) -> None:
+    """Cancel ``task`` and wait for it, cancelling again while it goes on.
+
+    A stop can land anywhere in a service's setup, and code there that swallows one
+    cancellation (a library's retry loop that catches it) would otherwise keep the process
+    running after SIGTERM until a supervisor kills it.
+    """
+    deadline = asyncio.get_running_loop().time() + grace
+    while not task.done():
+        task.cancel()
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            log.warning("%s did not stop within %gs of being cancelled", task.get_name(), grace)
+            return
+        await asyncio.wait({task}, timeout=min(left, 0.5))
+    with contextlib.suppress(BaseException):
+        task.result()
 
 
 def _pick(flag: int | None, configured: int) -> int:
