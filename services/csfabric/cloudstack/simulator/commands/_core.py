@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from csfabric.cloudstack.simulator._call import Call, Json, cs_date, render_tag
-from csfabric.cloudstack.simulator._errors import not_found
+from csfabric.cloudstack.simulator._errors import CS_CLOUD_RUNTIME, ApiError, not_found
 from csfabric.cloudstack.simulator._jobs import render_job
 from csfabric.cloudstack.simulator._registry import JobPlan, Param, api, async_api
-from csfabric.cloudstack.simulator._state import EventRecord, Zone
+from csfabric.cloudstack.simulator._state import EventRecord, Tag, Zone
 
 _KINDS = {
     "uservm": "UserVm",
@@ -186,19 +186,25 @@ async def list_tags(call: Call) -> Json:
     description="Creates resource tag(s)",
 )
 async def create_tags(call: Call) -> JobPlan:
-    from csfabric.cloudstack.simulator._state import Tag
-
     rtype = _KINDS.get(call.req("resourcetype").lower(), call.req("resourcetype"))
     ids = call.req("resourceids").split(",")
     pairs = _tag_pairs(call)
 
     async def run() -> Json:
-        for rid in ids:
-            for key, value in pairs.items():
-                call.world.tags = [
-                    t for t in call.world.tags if not (t.resourceid == rid and t.key == key)
-                ]
-                call.world.tags.append(Tag(key, value, rtype, rid, call.account.id))
+        # TaggedResourceManagerImpl.createTags persists key by key, resource by resource, in
+        # one transaction: (resource, type, key) is unique, so a key the resource already
+        # has (or a resource named twice) fails the job, and none of the call's tags stay.
+        taken = {(t.resourceid, t.resourcetype, t.key) for t in call.world.tags}
+        staged: list[Tag] = []
+        for key, value in pairs.items():
+            for rid in ids:
+                if (rid, rtype, key) in taken:
+                    raise ApiError(
+                        530, f"tag {key} already on {rtype} with id {rid}", CS_CLOUD_RUNTIME
+                    )
+                taken.add((rid, rtype, key))
+                staged.append(Tag(key, value, rtype, rid, call.account.id))
+        call.world.tags.extend(staged)
         return {"success": True}
 
     return JobPlan(run, "CREATE_TAGS", "creating tags", call.account.id)

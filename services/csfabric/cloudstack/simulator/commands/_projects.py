@@ -5,6 +5,7 @@ from __future__ import annotations
 from csfabric.cloudstack.simulator._call import Call, Json, cs_date
 from csfabric.cloudstack.simulator._errors import invalid_parameter
 from csfabric.cloudstack.simulator._jobs import event_account
+from csfabric.cloudstack.simulator._limits import vm_count
 from csfabric.cloudstack.simulator._registry import JobPlan, api, async_api
 from csfabric.cloudstack.simulator._state import RESOURCE_TYPES, Project
 from csfabric.cloudstack.simulator.commands._snapshot_stores import counted
@@ -28,7 +29,7 @@ _PREFIX = {
 def _usage(call: Call, owner: str, rtype: int) -> int:
     w = call.world
     if rtype == 0:
-        return sum(1 for v in w.vms.values() if v.account_id == owner)
+        return vm_count(w, owner)
     if rtype == 2:
         return sum(1 for v in w.volumes.values() if v.account_id == owner)
     if rtype == 3:
