@@ -146,3 +146,83 @@ async def test_a_destroyed_vm_no_longer_counts_against_the_limit(sim: Simulator)
     assert _job(done)["jobstatus"] == 1
     status, _ = await _deploy(dept_call, sim)
     assert status == 200
+
+
+# -- createVolume and VolumeResponse's disk offering ----------------------------------------
+
+
+def _offering(sim: Simulator, name: str) -> str:
+    return next(o.id for o in sim.world.disk_offerings.values() if o.name == name)
+
+
+async def _create_volume(call: Caller, **params: Any) -> Json:
+    _, done = await call.job("createVolume", **params)
+    return _job(done)
+
+
+async def test_a_volume_takes_its_size_and_name_from_the_disk_offering(sim: Simulator) -> None:
+    call = Caller(sim)
+    london = sim.world.zone_named("zone-london").id
+    medium = _offering(sim, "Medium")
+    job = await _create_volume(call, diskofferingid=medium, zoneid=london, name="fixed")
+    vol = job["jobresult"]["volume"]
+    assert vol["size"] == 20 * 1024**3
+    assert (vol["diskofferingid"], vol["diskofferingname"]) == (medium, "Medium")
+    assert vol["diskofferingdisplaytext"] == "Medium Disk, 20 GB"
+    [listed] = (await call("listVolumes", id=vol["id"]))["listvolumesresponse"]["volume"]
+    assert (listed["diskofferingid"], listed["size"]) == (medium, 20 * 1024**3)
+
+
+async def test_size_is_for_a_custom_offering_only(sim: Simulator) -> None:
+    call = Caller(sim)
+    london = sim.world.zone_named("zone-london").id
+    custom, small = _offering(sim, "Custom"), _offering(sim, "Small")
+    job = await _create_volume(call, diskofferingid=custom, zoneid=london, size=7)
+    assert job["jobresult"]["volume"]["size"] == 7 * 1024**3
+    assert job["jobresult"]["volume"]["diskofferingname"] == "Custom"
+    refusals = {
+        (small, "3"): "This disk offering does not allow custom size",
+        (custom, None): "This disk offering requires a custom size specified",
+        (custom, "0"): "Disk size must be larger than 0",
+        (custom, "2048"): "Volume size: 2048 GB is out of allowed range. Min: 1. Max: 1024",
+    }
+    count = len(sim.world.volumes)
+    for (offering, size), text in refusals.items():
+        extra = {"size": size} if size is not None else {}
+        status, body = await call.raw(
+            "createVolume", diskofferingid=offering, zoneid=london, **extra
+        )
+        assert (status, body["createvolumeresponse"]["errortext"]) == (431, text)
+    assert len(sim.world.volumes) == count  # nothing allocated by a refused call
+
+
+async def test_a_volume_from_a_snapshot_keeps_the_source_offering(sim: Simulator) -> None:
+    call = Caller(sim)
+    gold = next(v for v in sim.world.volumes.values() if v.name == "ledger-db-data")
+    large = _offering(sim, "Large")  # the seeded 100 GiB disk's
+    _, done = await call.job("createSnapshot", volumeid=gold.id)
+    snap = _job(done)["jobresult"]["snapshot"]["id"]
+    job = await _create_volume(call, snapshotid=snap)
+    vol = job["jobresult"]["volume"]
+    assert (vol["diskofferingid"], vol["size"], vol["snapshotid"]) == (large, gold.size, snap)
+    status, body = await call.raw("createVolume", snapshotid=snap, diskofferingid=large)
+    assert status == 431
+    assert body["createvolumeresponse"]["errortext"] == (
+        "Disk Offering ID cannot be passed whilst creating volume from snapshot other than "
+        "ROOT disk snapshots"
+    )
+
+
+async def test_an_attached_volume_shows_when_in_every_answer(sim: Simulator) -> None:
+    call = Caller(sim)
+    gold = next(v for v in sim.world.volumes.values() if v.name == "ledger-db-data")
+    vm = next(v for v in sim.world.vms.values() if v.account_id == gold.account_id)
+    _, done = await call.job("attachVolume", id=gold.id, virtualmachineid=vm.id)
+    attached = _job(done)["jobresult"]["volume"]["attached"]
+    assert attached == sim.world.volumes[gold.id].attached.strftime("%Y-%m-%dT%H:%M:%S+0000")
+    [listed] = (await call("listVolumes", id=gold.id))["listvolumesresponse"]["volume"]
+    assert listed["attached"] == attached
+    _, done = await call.job("detachVolume", id=gold.id)
+    assert "attached" not in _job(done)["jobresult"]["volume"]
+    [listed] = (await call("listVolumes", id=gold.id))["listvolumesresponse"]["volume"]
+    assert "attached" not in listed
