@@ -226,3 +226,85 @@ async def test_an_attached_volume_shows_when_in_every_answer(sim: Simulator) -> 
     assert "attached" not in _job(done)["jobresult"]["volume"]
     [listed] = (await call("listVolumes", id=gold.id))["listvolumesresponse"]["volume"]
     assert "attached" not in listed
+
+
+# -- createSnapshotPolicy -------------------------------------------------------------------
+
+
+def _policy_params(vol_id: str, **over: Any) -> dict[str, Any]:
+    base = {"volumeid": vol_id, "intervaltype": "DAILY", "maxsnaps": 3}
+    return base | {"schedule": "30:02", "timezone": "Europe/London"} | over
+
+
+async def test_a_second_policy_of_the_same_interval_updates_the_first(sim: Simulator) -> None:
+    call = Caller(sim)
+    gold = next(v for v in sim.world.volumes.values() if v.name == "ledger-db-data")
+    manchester = sim.world.zone_named("zone-manchester").id
+    first = await call("createSnapshotPolicy", **_policy_params(gold.id, zoneids=manchester))
+    made = first["createsnapshotpolicyresponse"]["snapshotpolicy"]
+    again = await call("createSnapshotPolicy", **_policy_params(gold.id, schedule="0:4"))
+    changed = again["createsnapshotpolicyresponse"]["snapshotpolicy"]
+    assert changed["id"] == made["id"]
+    assert (changed["schedule"], changed["intervaltype"]) == ("0:4", 1)
+    assert [z["id"] for z in changed["zone"]] == [manchester]  # no zoneids: zones kept
+    weekly = await call(
+        "createSnapshotPolicy", **_policy_params(gold.id, intervaltype="weekly", schedule="0:4:7")
+    )
+    assert weekly["createsnapshotpolicyresponse"]["snapshotpolicy"]["id"] != made["id"]
+    listed = await call("listSnapshotPolicies", volumeid=gold.id)
+    assert listed["listsnapshotpoliciesresponse"]["count"] == 2
+
+
+async def test_policy_tags_are_the_policys_own(sim: Simulator) -> None:
+    call = Caller(sim)
+    gold = next(v for v in sim.world.volumes.values() if v.name == "ledger-db-data")
+    body = await call(
+        "createSnapshotPolicy", **_policy_params(gold.id, **_tags(("csfabric:plan", "p1")))
+    )
+    policy = body["createsnapshotpolicyresponse"]["snapshotpolicy"]
+    [tag] = policy["tags"]
+    assert (tag["key"], tag["resourcetype"], tag["resourceid"]) == (
+        "csfabric:plan",
+        "SnapshotPolicy",
+        policy["id"],
+    )
+    # The same key again is TaggedResourceManagerImpl's unique-key failure, synchronously.
+    status, err = await call.raw(
+        "createSnapshotPolicy", **_policy_params(gold.id, **_tags(("csfabric:plan", "p2")))
+    )
+    assert (status, err["createsnapshotpolicyresponse"]["errortext"]) == (
+        530,
+        f"tag csfabric:plan already on SnapshotPolicy with id {policy['id']}",
+    )
+
+
+async def test_policy_refusals_are_createpolicys(sim: Simulator) -> None:
+    call = Caller(sim)
+    gold = next(v for v in sim.world.volumes.values() if v.name == "ledger-db-data")
+    desc = f'Volume {{"id":"{gold.id}","name":"ledger-db-data","volumeType":"DATADISK"}}'
+    refusals = {
+        "intervaltype=yearly": (
+            {"intervaltype": "yearly"},
+            "Unsupported interval type yearly",
+        ),
+        "short schedule": (
+            {"intervaltype": "weekly", "schedule": "0:4"},
+            f"{desc} has an invalid schedule [0:4] for interval type [weekly].",
+        ),
+        "day 29": (
+            {"intervaltype": "MONTHLY", "schedule": "0:4:29"},
+            f"{desc} has an invalid schedule [0:4:29] for interval type [MONTHLY].",
+        ),
+        "maxsnaps 0": (
+            {"maxsnaps": 0},
+            f"maxSnaps [0] for volume {desc} should be greater than 0.",
+        ),
+        "maxsnaps 9": (
+            {"maxsnaps": 9},
+            f"maxSnaps [9] for volume {desc} exceeds limit [8] for interval type [DAILY].",
+        ),
+    }
+    for case, (over, text) in refusals.items():
+        status, body = await call.raw("createSnapshotPolicy", **_policy_params(gold.id, **over))
+        assert (status, body["createsnapshotpolicyresponse"]["errortext"]) == (431, text), case
+    assert sim.world.snapshot_policies == {}

@@ -47,15 +47,6 @@ _LATER: dict[str, tuple[Param, ...]] = {
         Param("destzoneids", "list", entity="zone", description="destination zones"),
         Param("sourcezoneid", _U, entity="zone", description="the ID of the source zone"),
     ),
-    "createSnapshotPolicy": (
-        Param("volumeid", _U, True, "volume", "the ID of the disk volume"),
-        Param("intervaltype", required=True, description="HOURLY, DAILY, WEEKLY or MONTHLY"),
-        Param("maxsnaps", "integer", True, description="maximum number of snapshots to retain"),
-        Param("schedule", required=True, description="time the snapshot is scheduled"),
-        Param("timezone", required=True, description="the time zone of the schedule"),
-        Param("tags", "map", description="Map of tags (key/value pairs)"),
-        _ZONEIDS,
-    ),
     "listProjects": (
         Param("id", _U, entity="project", description="list projects by project ID"),
         Param("name", description="list projects by name"),

@@ -7,6 +7,7 @@ from csfabric.cloudstack.simulator._errors import CS_CLOUD_RUNTIME, ApiError, no
 from csfabric.cloudstack.simulator._jobs import render_job
 from csfabric.cloudstack.simulator._registry import JobPlan, Param, api, async_api
 from csfabric.cloudstack.simulator._state import EventRecord, Tag, Zone
+from csfabric.cloudstack.simulator._world import World
 
 _KINDS = {
     "uservm": "UserVm",
@@ -191,20 +192,7 @@ async def create_tags(call: Call) -> JobPlan:
     pairs = _tag_pairs(call)
 
     async def run() -> Json:
-        # TaggedResourceManagerImpl.createTags persists key by key, resource by resource, in
-        # one transaction: (resource, type, key) is unique, so a key the resource already
-        # has (or a resource named twice) fails the job, and none of the call's tags stay.
-        taken = {(t.resourceid, t.resourcetype, t.key) for t in call.world.tags}
-        staged: list[Tag] = []
-        for key, value in pairs.items():
-            for rid in ids:
-                if (rid, rtype, key) in taken:
-                    raise ApiError(
-                        530, f"tag {key} already on {rtype} with id {rid}", CS_CLOUD_RUNTIME
-                    )
-                taken.add((rid, rtype, key))
-                staged.append(Tag(key, value, rtype, rid, call.account.id))
-        call.world.tags.extend(staged)
+        persist_tags(call.world, ids, rtype, pairs, call.account.id)
         return {"success": True}
 
     return JobPlan(run, "CREATE_TAGS", "creating tags", call.account.id)
@@ -233,6 +221,25 @@ async def delete_tags(call: Call) -> JobPlan:
         return {"success": True}
 
     return JobPlan(run, "DELETE_TAGS", "deleting tags", call.account.id)
+
+
+def persist_tags(
+    world: World, ids: list[str], rtype: str, pairs: dict[str, str], account_id: str
+) -> None:
+    """TaggedResourceManagerImpl.createTags: key by key, resource by resource, one transaction.
+
+    (resource, type, key) is unique, so a key the resource already has (or a resource named
+    twice) fails with CloudRuntimeException's 530, and none of the call's tags stay.
+    """
+    taken = {(t.resourceid, t.resourcetype, t.key) for t in world.tags}
+    staged: list[Tag] = []
+    for key, value in pairs.items():
+        for rid in ids:
+            if (rid, rtype, key) in taken:
+                raise ApiError(530, f"tag {key} already on {rtype} with id {rid}", CS_CLOUD_RUNTIME)
+            taken.add((rid, rtype, key))
+            staged.append(Tag(key, value, rtype, rid, account_id))
+    world.tags.extend(staged)
 
 
 def _tag_pairs(call: Call) -> dict[str, str]:

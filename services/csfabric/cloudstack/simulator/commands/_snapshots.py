@@ -1,4 +1,4 @@
-"""Snapshots (one copy per zone's image store, CloudStack 4.19+) and snapshot policies.
+"""Snapshots: one copy per zone's image store, CloudStack 4.19+ (policies: _snapshot_policies).
 
 Call-time refusals follow ApiServer's order: parameters (unknown zone uuids, 431), the
 entity owner (a project that is not Active, 531), then allocSnapshot (volume not Ready,
@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from csfabric.cloudstack.simulator._call import Call, Json
 from csfabric.cloudstack.simulator._errors import ApiError, invalid_parameter, invalid_uuid
-from csfabric.cloudstack.simulator._jobs import event_account
 from csfabric.cloudstack.simulator._registry import JobPlan, api, async_api
-from csfabric.cloudstack.simulator._state import Snapshot, SnapshotPolicy, SnapshotStore, Tag
+from csfabric.cloudstack.simulator._state import Snapshot, SnapshotStore, Tag
 from csfabric.cloudstack.simulator.commands._snapshot_stores import (
     SNAPSHOT_CLASS,
     check_owner_active,
@@ -21,9 +20,8 @@ from csfabric.cloudstack.simulator.commands._snapshot_stores import (
     list_rows,
     render_snapshot,
 )
-from csfabric.cloudstack.simulator.commands._storage import find_volume
+from csfabric.cloudstack.simulator.commands._storage import describe_volume, find_volume
 
-_INTERVALS = {"HOURLY": 0, "DAILY": 1, "WEEKLY": 2, "MONTHLY": 3}
 _SNAPSHOT_TYPES = {"MANUAL", "HOURLY", "DAILY", "WEEKLY", "MONTHLY"}
 
 
@@ -56,8 +54,8 @@ async def create_snapshot(call: Call) -> JobPlan:
     check_owner_active(call, vol)
     if vol.state != "Ready":
         raise invalid_parameter(
-            f'Volume: Volume {{"id":"{vol.id}","name":"{vol.name}","volumeType":"{vol.type}"}} '
-            f"is not in Ready state but {vol.state}. Cannot take snapshot."
+            f"Volume: {describe_volume(vol)} is not in Ready state but {vol.state}. "
+            "Cannot take snapshot."
         )
     check_snapshot_limit(call, vol)
     now = call.emitter.now()
@@ -242,55 +240,3 @@ async def copy_snapshot(call: Call) -> JobPlan:
         return {"snapshot": render_snapshot(call, snap, shown, unique=False)}
 
     return JobPlan(run, "SNAPSHOT.COPY", desc, snap.account_id, "Snapshot", snap.id, "Snapshot")
-
-
-@api(
-    "createSnapshotPolicy",
-    "user.snapshot.CreateSnapshotPolicyCmd",
-    required=("intervaltype", "maxsnaps", "schedule", "timezone", "volumeid"),
-)
-async def create_snapshot_policy(call: Call) -> Json:
-    vol = find_volume(call, call.req("volumeid"))
-    interval = _INTERVALS.get(call.req("intervaltype").upper())
-    if interval is None:
-        raise invalid_parameter(f"Unsupported interval type {call.req('intervaltype')}")
-    zone_ids = [z for z in (call.get("zoneids") or "").split(",") if z]
-    policy = SnapshotPolicy(
-        call.world.new_id("snapshotpolicy"),
-        vol.id,
-        call.req("schedule"),
-        interval,
-        call.int_param("maxsnaps", 1),
-        call.req("timezone"),
-        zone_ids,
-    )
-    call.world.snapshot_policies[policy.id] = policy
-    await call.emitter.action(
-        "SNAPSHOTPOLICY.CREATE",
-        "Completed",
-        f"Successfully created snapshot policy for volume: {vol.id}",
-        user_id=call.user.id,
-        account_id=event_account(call, "SNAPSHOTPOLICY.CREATE", call.account.id, job_thread=True),
-        entity="SnapshotPolicy",
-        entity_uuid=policy.id,
-    )
-    # ApiResponseHelper.createSnapshotPolicyResponse: bare ZoneResponses (id, name, tags
-    # nulled) — plus ZoneResponse's primitive booleans, which Gson always writes.
-    bare = {"nsxenabled": False, "multiarch": False, "routedmodeenabled": False}
-    zones = [
-        {"id": z, "name": call.world.zones[z].name} | bare
-        for z in zone_ids
-        if z in call.world.zones
-    ]
-    body: Json = {
-        "id": policy.id,
-        "volumeid": vol.id,
-        "schedule": policy.schedule,
-        "intervaltype": policy.intervaltype,  # Java short → JSON number
-        "maxsnaps": policy.maxsnaps,
-        "timezone": policy.timezone,
-    }
-    if call.account.accounttype == 1:  # fordisplay is @Param(authorized = Admin)
-        body["fordisplay"] = True
-    body |= {"tags": [], "zone": zones, "storage": []}
-    return {"snapshotpolicy": body}

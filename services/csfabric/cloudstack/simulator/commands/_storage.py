@@ -60,6 +60,11 @@ def render_volume(call: Call, vol: Volume) -> Json:
     return out
 
 
+def describe_volume(vol: Volume) -> str:
+    # VolumeVO.toString (ReflectionToStringBuilderUtils, JSON style); ids are stand-ins.
+    return f'Volume {{"id":"{vol.id}","name":"{vol.name}","volumeType":"{vol.type}"}}'
+
+
 def find_volume(call: Call, uuid: str) -> Volume:
     vol = call.world.volumes.get(uuid)
     if vol is None:
