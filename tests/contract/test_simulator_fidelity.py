@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from csfabric.cloudstack.simulator import Simulator, World
+from csfabric.cloudstack.simulator._registry import COMMANDS
 
 from tests.contract._scenario import Caller
 
@@ -308,3 +309,55 @@ async def test_policy_refusals_are_createpolicys(sim: Simulator) -> None:
         status, body = await call.raw("createSnapshotPolicy", **_policy_params(gold.id, **over))
         assert (status, body["createsnapshotpolicyresponse"]["errortext"]) == (431, text), case
     assert sim.world.snapshot_policies == {}
+
+
+# -- parameters declared where each command is ----------------------------------------------
+
+
+async def test_every_command_declares_its_parameters_in_its_decorator() -> None:
+    for cmd in COMMANDS.values():
+        declared = {p.name for p in cmd.params}
+        assert cmd.params, f"{cmd.name} declares no parameters"
+        assert set(cmd.required) <= declared, cmd.name
+        assert cmd.description, cmd.name
+        assert cmd.description != cmd.name, cmd.name
+
+
+async def test_list_apis_describes_the_snapshot_commands_own_parameters(sim: Simulator) -> None:
+    body = (await Caller(sim)("listApis"))["listapisresponse"]
+    apis = {a["name"]: {p["name"]: p for p in a["params"]} for a in body["api"]}
+    assert apis["createSnapshot"]["volumeid"]["required"] is True
+    assert apis["createSnapshot"]["zoneids"]["since"] == "4.19.0"
+    assert apis["deleteSnapshot"]["zoneid"]["since"] == "4.19.0"
+    assert set(apis["copySnapshot"]) == {"id", "destzoneid", "destzoneids", "sourcezoneid"}
+    assert apis["createSnapshotPolicy"]["maxsnaps"]["type"] == "integer"
+    assert apis["updateResourceLimit"]["resourcetype"]["required"] is True
+
+
+async def test_snapshot_ids_are_checked_before_the_handler(sim: Simulator) -> None:
+    call = Caller(sim)
+    nowhere = "00000000-0000-4000-8000-000000000000"
+    for command, params in {
+        "deleteSnapshot": {"id": nowhere},
+        "copySnapshot": {"id": nowhere, "destzoneids": nowhere},
+        "createSnapshot": {"volumeid": nowhere},
+        "suspendProject": {"id": nowhere},
+    }.items():
+        status, body = await call.raw(command, **params)
+        err = body[f"{command.lower()}response"]
+        assert (status, err["cserrorcode"]) == (431, 9999), command
+        assert f"Invalid parameter {next(iter(params))} value={nowhere}" in err["errortext"]
+
+
+async def test_a_malformed_zone_of_delete_snapshot_is_dropped_as_a_4_19_parameter(
+    sim: Simulator,
+) -> None:
+    # ParamProcessWorker: a malformed uuid of a parameter with ``since`` becomes null, so
+    # the delete is for every zone, as CloudStack does it.
+    call = Caller(sim)
+    gold = next(v for v in sim.world.volumes.values() if v.name == "ledger-db-data")
+    _, done = await call.job("createSnapshot", volumeid=gold.id)
+    snap = _job(done)["jobresult"]["snapshot"]["id"]
+    _, done = await call.job("deleteSnapshot", id=snap, zoneid="not-a-uuid")
+    assert _job(done)["jobstatus"] == 1
+    assert sim.world.snapshots[snap].state == "Destroyed"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from csfabric.cloudstack.simulator._call import Call, Json, cs_date, render_tag
-from csfabric.cloudstack.simulator._errors import CS_CLOUD_RUNTIME, ApiError, not_found
+from csfabric.cloudstack.simulator._errors import CS_CLOUD_RUNTIME, ApiError
 from csfabric.cloudstack.simulator._jobs import render_job
 from csfabric.cloudstack.simulator._registry import JobPlan, Param, api, async_api
 from csfabric.cloudstack.simulator._state import EventRecord, Tag, Zone
@@ -256,9 +256,7 @@ def _tag_pairs(call: Call) -> dict[str, str]:
     description="Deletes a network",
 )
 async def delete_network(call: Call) -> JobPlan:
-    net = call.world.networks.get(call.req("id"))
-    if net is None:
-        raise not_found("network", call.req("id"))
+    net = call.world.networks[call.req("id")]
 
     async def run() -> Json:
         call.world.networks.pop(net.id, None)
@@ -279,9 +277,7 @@ async def delete_network(call: Call) -> JobPlan:
     description="Deletes a Kubernetes cluster",
 )
 async def delete_kubernetes_cluster(call: Call) -> JobPlan:
-    cluster = call.world.kubernetes.get(call.req("id"))
-    if cluster is None:
-        raise not_found("Kubernetes cluster", call.req("id"))
+    cluster = call.world.kubernetes[call.req("id")]
 
     async def run() -> Json:
         call.world.kubernetes.pop(cluster.id, None)

@@ -65,13 +65,6 @@ def describe_volume(vol: Volume) -> str:
     return f'Volume {{"id":"{vol.id}","name":"{vol.name}","volumeType":"{vol.type}"}}'
 
 
-def find_volume(call: Call, uuid: str) -> Volume:
-    vol = call.world.volumes.get(uuid)
-    if vol is None:
-        raise not_found("volume", uuid)
-    return vol
-
-
 @api(
     "listVolumes",
     "user.volume.ListVolumesCmd",
@@ -199,7 +192,7 @@ def _offered_size(call: Call, offering: DiskOffering) -> int:
     description="Deletes a detached disk volume.",
 )
 async def delete_volume(call: Call) -> Json:
-    vol = find_volume(call, call.req("id"))
+    vol = call.world.volumes[call.req("id")]
     if vol.virtualmachineid:
         raise invalid_parameter("Please specify a volume that is not attached to any VM.")
     call.world.volumes.pop(vol.id, None)
