@@ -361,3 +361,33 @@ async def test_a_malformed_zone_of_delete_snapshot_is_dropped_as_a_4_19_paramete
     _, done = await call.job("deleteSnapshot", id=snap, zoneid="not-a-uuid")
     assert _job(done)["jobstatus"] == 1
     assert sim.world.snapshots[snap].state == "Destroyed"
+
+
+async def test_a_restore_after_the_source_volume_is_gone_keeps_its_size_and_offering(
+    sim: Simulator,
+) -> None:
+    call = Caller(sim)
+    gold = next(v for v in sim.world.volumes.values() if v.name == "ledger-db-data")
+    size, offering = gold.size, gold.diskofferingid
+    _, done = await call.job("createSnapshot", volumeid=gold.id)
+    snap = _job(done)["jobresult"]["snapshot"]["id"]
+    await call("deleteVolume", id=gold.id)
+    [row] = (await call("listSnapshots", id=snap))["listsnapshotsresponse"]["snapshot"]
+    assert (row["virtualsize"], row["volumetype"]) == (size, "DATADISK")
+    vol = (await _create_volume(call, snapshotid=snap))["jobresult"]["volume"]
+    assert (vol["size"], vol["diskofferingid"]) == (size, offering)
+
+
+async def test_a_root_snapshot_takes_an_offering_no_smaller_than_itself(sim: Simulator) -> None:
+    call = Caller(sim)
+    root = next(v for v in sim.world.volumes.values() if v.type == "ROOT")
+    _, done = await call.job("createSnapshot", volumeid=root.id)
+    snap = _job(done)["jobresult"]["snapshot"]["id"]
+    custom = _offering(sim, "Custom")
+    status, body = await call.raw("createVolume", snapshotid=snap, diskofferingid=custom, size=1)
+    assert (status, body["createvolumeresponse"]["errortext"]) == (
+        431,
+        "Invalid size for volume creation: 1GB, snapshot size is: 2GB",
+    )
+    job = await _create_volume(call, snapshotid=snap, diskofferingid=custom, size=5)
+    assert job["jobresult"]["volume"]["size"] == 5 * 1024**3

@@ -70,6 +70,7 @@ async def create_snapshot(call: Call) -> JobPlan:
     snap = Snapshot(
         w.new_id("snapshot"), name, vol.id, vol.zoneid, vol.account_id, now, state="Allocated"
     )
+    snap.size, snap.volumetype, snap.diskofferingid = vol.size, vol.type, vol.diskofferingid
     snap.stores[vol.zoneid] = SnapshotStore(vol.zoneid)
     # "The snapshot will always be made available in the zone in which the volume is present."
     extra = [z for z in dict.fromkeys(zone_ids) if z != vol.zoneid]

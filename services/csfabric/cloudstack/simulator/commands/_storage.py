@@ -111,8 +111,7 @@ async def create_volume(call: Call) -> JobPlan:
         raise invalid_parameter(
             "At least one of disk Offering ID or snapshot ID must be passed whilst creating volume"
         )
-    src = w.volumes.get(snapshot.volumeid) if snapshot else None
-    if snapshot is not None and offering is not None and src is not None and src.type != "ROOT":
+    if snapshot is not None and offering is not None and snapshot.volumetype != "ROOT":
         raise invalid_parameter(
             "Disk Offering ID cannot be passed whilst creating volume from snapshot other "
             "than ROOT disk snapshots"
@@ -125,16 +124,12 @@ async def create_volume(call: Call) -> JobPlan:
         store = snapshot.stores.get(zone_id)
         if snapshot.state != "BackedUp" or store is None or store.state != "Ready":
             raise invalid_parameter(f"Snapshot {snapshot.id} is not available in zone {zone_id}")
-        snap_size = src.size if src else 0
         if size is None:  # a pure snapshot volume: the snapshot's size and offering
-            size, offering = (
-                snap_size,
-                w.disk_offerings.get(src.diskofferingid or "") if src else None,
-            )
-        elif size < snap_size:
+            size, offering = snapshot.size, w.disk_offerings.get(snapshot.diskofferingid or "")
+        elif size < snapshot.size:
             raise invalid_parameter(
                 f"Invalid size for volume creation: {size // 1024**3}GB, snapshot size is: "
-                f"{snap_size // 1024**3}GB"
+                f"{snapshot.size // 1024**3}GB"
             )
     owner = call.project(pid).account_id if (pid := call.get("projectid")) else call.account.id
     vol = Volume(
