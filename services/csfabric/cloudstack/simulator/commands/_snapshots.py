@@ -23,15 +23,13 @@ from csfabric.cloudstack.simulator.commands._snapshot_stores import (
 from csfabric.cloudstack.simulator.commands._storage import describe_volume
 
 _SNAPSHOT_TYPES = {"MANUAL", "HOURLY", "DAILY", "WEEKLY", "MONTHLY"}
-
-
 _U = "uuid"
 _ID = Param("id", _U, True, "snapshot", "The ID of the snapshot")
-# Zone lists are checked by the registry (ParamProcessWorker): every id is a live zone.
 _ZONEIDS = Param("zoneids", "list", entity="zone", description="zones to copy to", since="4.19.0")
 
 
 def _zone_list(call: Call, name: str) -> list[str]:
+    # No zone check here: the registry's (ParamProcessWorker's) left only live zones.
     return [z for z in (call.get(name) or "").split(",") if z]
 
 
