@@ -391,3 +391,19 @@ async def test_a_root_snapshot_takes_an_offering_no_smaller_than_itself(sim: Sim
     )
     job = await _create_volume(call, snapshotid=snap, diskofferingid=custom, size=5)
     assert job["jobresult"]["volume"]["size"] == 5 * 1024**3
+
+
+async def test_a_project_over_its_volume_limit_is_535(sim: Simulator) -> None:
+    call = Caller(sim)
+    proj = next(p for p in sim.world.projects.values() if p.name == "project-alpha")
+    owned = sum(1 for v in sim.world.volumes.values() if v.account_id == proj.account_id)
+    await call("updateResourceLimit", projectid=proj.id, resourcetype=2, max=owned)
+    london = sim.world.zone_named("zone-london").id
+    status, body = await call.raw(
+        "createVolume", diskofferingid=_offering(sim, "Small"), zoneid=london, projectid=proj.id
+    )
+    assert status == 535
+    assert body["createvolumeresponse"]["errortext"].startswith(
+        "Maximum amount of resources of Type = 'volume', tag = 'null' for "
+        "Project Name = project-alpha in Domain Id = "
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from csfabric.cloudstack.simulator._call import Call, Json, cs_date
 from csfabric.cloudstack.simulator._errors import invalid_parameter, not_found
 from csfabric.cloudstack.simulator._jobs import event_account
+from csfabric.cloudstack.simulator._limits import check_limit
 from csfabric.cloudstack.simulator._registry import JobPlan, Param, api, async_api
 from csfabric.cloudstack.simulator._state import DiskOffering, Volume
 
@@ -132,6 +133,8 @@ async def create_volume(call: Call) -> JobPlan:
                 f"{snapshot.size // 1024**3}GB"
             )
     owner = call.project(pid).account_id if (pid := call.get("projectid")) else call.account.id
+    # checkVolumeResourceLimit: one more volume of the owner (a project: the project's limit).
+    check_limit(w, owner, 2, sum(1 for v in w.volumes.values() if v.account_id == owner))
     vol = Volume(
         w.new_id("volume"),
         call.get("name") or "",
