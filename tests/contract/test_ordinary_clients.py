@@ -3,6 +3,8 @@ library: the ``cs`` CLI, Apache Libcloud's CloudStack driver, Ansible's ngine_io
 
 Each one discovers an offering and a template by name, deploys a VM from their ids,
 snapshots the VM's volume, stops it and expunges it — what a user's first script does.
+Ansible's cs_volume also runs a data disk's cycle twice over, which only holds if the
+answers carry what it compares (disk offering, size, ``attached``).
 """
 
 from __future__ import annotations
@@ -257,3 +259,91 @@ async def test_ansible_full_cycle(sim: Simulator, tmp_path: Path) -> None:
     assert res["gone"]["changed"]
     assert vm["id"] not in w.vms
     assert policy["id"] not in w.snapshot_policies  # expunged with the root volume
+
+
+VOLUME_PLAYBOOK = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: create
+      ngine_io.cloudstack.cs_volume: &vol
+        name: ansible-data
+        zone: zone-london
+        disk_offering: Custom
+        size: 5
+        state: present
+      register: created
+    - name: create again
+      ngine_io.cloudstack.cs_volume: *vol
+      register: again
+    - name: attach
+      ngine_io.cloudstack.cs_volume:
+        name: ansible-data
+        zone: zone-london
+        vm: {vm}
+        state: attached
+      register: attached
+    - name: attach again
+      ngine_io.cloudstack.cs_volume:
+        name: ansible-data
+        zone: zone-london
+        vm: {vm}
+        state: attached
+      register: attached_again
+    - name: detach
+      ngine_io.cloudstack.cs_volume:
+        name: ansible-data
+        zone: zone-london
+        state: detached
+      register: detached
+    - name: delete
+      ngine_io.cloudstack.cs_volume:
+        name: ansible-data
+        zone: zone-london
+        state: absent
+      register: deleted
+    - name: results
+      ansible.builtin.copy:
+        content: >-
+          {{{{ {{'created': created, 'again': again, 'attached': attached,
+          'attached_again': attached_again, 'detached': detached,
+          'deleted': deleted}} | to_json }}}}
+        dest: "{out}"
+"""
+
+
+async def test_ansible_volume_cycle_is_idempotent(sim: Simulator, tmp_path: Path) -> None:
+    """cs_volume tells a volume's offering and size by ``diskofferingid`` and an attached
+    one by ``attached``: without them a second run would resize or re-attach."""
+    playbook = BIN / "ansible-playbook"
+    if not playbook.exists():
+        pytest.fail(f"ansible-playbook is not installed: {INSTALL}")
+    vm = next(v for v in sim.world.vms.values() if v.name == "ci-records-etl-runner")
+    out = tmp_path / "results.json"
+    (tmp_path / "play.yml").write_text(VOLUME_PLAYBOOK.format(vm=vm.name, out=out))
+    env = _env(sim, tmp_path) | {
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+    }
+    code, stdout, stderr = await _run(
+        env, str(playbook), "-i", "localhost,", str(tmp_path / "play.yml")
+    )
+    assert code == 0, stdout + stderr
+    res = json.loads(out.read_text())
+    changed = {step: res[step]["changed"] for step in res}
+    assert changed == {
+        "created": True,
+        "again": False,
+        "attached": True,
+        "attached_again": False,
+        "detached": True,
+        "deleted": True,
+    }
+    assert res["created"]["size"] == 5 * 1024**3
+    assert res["attached"]["vm"] == vm.name
+    assert "attached" in res["attached"]
+    assert not [v for v in sim.world.volumes.values() if v.name == "ansible-data"]

@@ -48,7 +48,7 @@ async def test_list_apis_describes_every_registered_command(sim: Simulator) -> N
     assert [p["name"] for p in apis["listTemplates"]["params"] if p["required"]] == [
         "templatefilter"
     ]
-    # Commands registered before Param existed are described too (see _apis.declare_missing).
+    # The snapshot commands describe the parameters their own decorators declare.
     snap = {p["name"]: p for p in apis["createSnapshot"]["params"]}
     assert snap["volumeid"]["required"]
     assert snap["zoneids"]["since"] == "4.19.0"

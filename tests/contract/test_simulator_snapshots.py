@@ -472,7 +472,7 @@ async def test_create_tags_has_no_started_and_delete_volume_is_volume_destroy(ri
         ("Scheduled", "creating tags"),
         ("Completed", "Successfully completed creating resource tags"),
     ]
-    offering = next(iter(rig.world.disk_offerings))
+    offering = next(o.id for o in rig.world.disk_offerings.values() if o.iscustomized)
     made = await rig.run("createVolume", diskofferingid=offering, zoneid=rig.london, size=1)
     vol = made["jobresult"]["volume"]["id"]
     await rig.call("deleteVolume", id=vol)

@@ -27,3 +27,12 @@ def check_limit(world: World, account_id: str, rtype: int, used: int, requested:
         f"Limit = {limit}, Current Account Resource Amount = {used}, Current Account Resource "
         f"Reservation = 0, Requested Resource Amount = {requested}."
     )
+
+
+def vm_count(world: World, account_id: str) -> int:
+    """The owner's ``user_vm`` count; destroyVirtualMachine decrements it."""
+    return sum(
+        1
+        for v in world.vms.values()
+        if v.account_id == account_id and v.state not in ("Destroyed", "Expunging")
+    )

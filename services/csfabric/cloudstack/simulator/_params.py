@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-from csfabric.cloudstack.simulator._errors import CS_SERVER_API, ApiError
+from csfabric.cloudstack.simulator._errors import invalid_uuid
 from csfabric.cloudstack.simulator._registry import Command, Param
 from csfabric.cloudstack.simulator._world import World
 
@@ -43,17 +43,6 @@ KINDS: dict[str, Callable[[World], Mapping[str, object]]] = {
 }
 
 
-def _invalid(command: str, name: str, value: str) -> ApiError:
-    return ApiError(
-        431,
-        f"Unable to execute API command {command.lower()} due to invalid value. "
-        f"Invalid parameter {name} value={value} due to incorrect long value format, or "
-        "entity does not exist or due to incorrect parameter annotation for the field in "
-        "api cmd class.",
-        CS_SERVER_API,
-    )
-
-
 def _exists(world: World, param: Param, value: str) -> bool | None:
     """True/False; None when the value is to be dropped (malformed, ``since`` set)."""
     if value == "-1" and param.name == "projectid":
@@ -77,7 +66,7 @@ def translate(cmd: Command, params: dict[str, str], world: World) -> None:
         for value in values:
             ok = _exists(world, param, value)
             if ok is False:
-                raise _invalid(cmd.name, param.name, value)
+                raise invalid_uuid(cmd.name, param.name, value)
             if ok:
                 kept.append(value)
         if len(kept) != len(values):

@@ -117,6 +117,11 @@ class Snapshot:
     zone_ids: list[str] = field(default_factory=list)  # copies (copySnapshot) incl. origin
     # zone id → its image store's copy (snapshot_store_ref), origin first; see SnapshotStore.
     stores: dict[str, SnapshotStore] = field(default_factory=dict)
+    # SnapshotVO keeps the volume's size, type and disk offering: a volume restored from
+    # the snapshot gets them even once the source volume is gone (the DR case).
+    size: int = 0
+    volumetype: str = "DATADISK"
+    diskofferingid: str | None = None
 
 
 @dataclass

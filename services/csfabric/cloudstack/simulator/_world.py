@@ -233,6 +233,10 @@ class World:
 
     def add_volume(self, name: str, zone: Zone, account_id: str, gib: int) -> Volume:
         vol = Volume(self.new_id("volume"), name, zone.id, account_id, gib * 1024**3, EPOCH)
+        # Every data disk has its disk offering: the one of its size, else the Custom one.
+        sized = [o for o in self.disk_offerings.values() if o.disksize in (gib, 0)]
+        sized.sort(key=lambda o: o.iscustomized)
+        vol.diskofferingid = sized[0].id if sized else None
         self.volumes[vol.id] = vol
         return vol
 

@@ -21,5 +21,3 @@ from csfabric.cloudstack.simulator.commands import (  # noqa: F401  (importing r
 )
 
 __all__: list[str] = []
-
-_apis.declare_missing()  # last: it completes the parameters of every module above

@@ -1,113 +1,14 @@
 """``listApis``: the API described from the registry, so generic clients discover it.
 
-Also the parameter declarations of commands registered without them (their modules predate
-``Param``); ``declare_missing`` folds them into the registry once every module is loaded.
-Those belong in each command's decorator and should move there.
+Every command declares its parameters in its own decorator (``Param``), so the checks the
+server makes and the description given here come from one place.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from csfabric.cloudstack.simulator._call import Call, Json
 from csfabric.cloudstack.simulator._errors import invalid_parameter
 from csfabric.cloudstack.simulator._registry import COMMANDS, Command, Param, api
-
-_U = "uuid"
-_P = Param("projectid", _U, entity="project", description="the project's id")
-_L = Param("listall", "boolean", description="all resources the caller may see")
-_ZONEIDS = Param("zoneids", "list", entity="zone", description="zones to copy to", since="4.19.0")
-_LATER: dict[str, tuple[Param, ...]] = {
-    "createSnapshot": (
-        Param("volumeid", _U, True, "volume", "The ID of the disk volume"),
-        Param("name", description="the name of the snapshot"),
-        Param("policyid", _U, entity="snapshotpolicy", description="policy id of the snapshot"),
-        Param("quiescevm", "boolean", description="quiesce the VM before the snapshot"),
-        Param("asyncbackup", "boolean", description="back the snapshot up asynchronously"),
-        Param("tags", "map", description="Map of tags (key/value pairs)"),
-        _ZONEIDS,
-    ),
-    "listSnapshots": (
-        Param("id", _U, entity="snapshot", description="lists snapshot by snapshot ID"),
-        Param("volumeid", _U, entity="volume", description="the ID of the disk volume"),
-        Param("zoneid", _U, entity="zone", description="list snapshots by zone id"),
-        Param("name", description="lists snapshot by snapshot name"),
-        Param("intervaltype", description="valid values are HOURLY, DAILY, WEEKLY, and MONTHLY"),
-        Param("showunique", "boolean", description="one row per snapshot (default true)"),
-        _L,
-        _P,
-    ),
-    "deleteSnapshot": (
-        Param("id", _U, True, "snapshot", "The ID of the snapshot"),
-        Param("zoneid", _U, entity="zone", description="delete only this zone's copy"),
-    ),
-    "copySnapshot": (
-        Param("id", _U, True, "snapshot", "the ID of the snapshot"),
-        Param("destzoneid", _U, entity="zone", description="the ID of the destination zone"),
-        Param("destzoneids", "list", entity="zone", description="destination zones"),
-        Param("sourcezoneid", _U, entity="zone", description="the ID of the source zone"),
-    ),
-    "createSnapshotPolicy": (
-        Param("volumeid", _U, True, "volume", "the ID of the disk volume"),
-        Param("intervaltype", required=True, description="HOURLY, DAILY, WEEKLY or MONTHLY"),
-        Param("maxsnaps", "integer", True, description="maximum number of snapshots to retain"),
-        Param("schedule", required=True, description="time the snapshot is scheduled"),
-        Param("timezone", required=True, description="the time zone of the schedule"),
-        Param("tags", "map", description="Map of tags (key/value pairs)"),
-        _ZONEIDS,
-    ),
-    "listVolumes": (
-        Param("id", _U, entity="volume", description="the ID of the disk volume"),
-        Param("zoneid", _U, entity="zone", description="the ID of the availability zone"),
-        Param("virtualmachineid", _U, entity="vm", description="the ID of the virtual machine"),
-        Param("name", description="the name of the disk volume"),
-        Param("type", description="the type of disk volume"),
-        Param("state", description="state of the volume"),
-        _L,
-        _P,
-    ),
-    "createVolume": (
-        Param("name", description="the name of the disk volume"),
-        Param("zoneid", _U, entity="zone", description="the ID of the availability zone"),
-        Param("diskofferingid", _U, entity="diskoffering", description="the disk offering"),
-        Param("snapshotid", _U, entity="snapshot", description="the snapshot to create from"),
-        Param("size", "long", description="size in GiB for a custom disk offering"),
-        _P,
-    ),
-    "deleteVolume": (Param("id", _U, True, "volume", "The ID of the disk volume"),),
-    "listProjects": (
-        Param("id", _U, entity="project", description="list projects by project ID"),
-        Param("name", description="list projects by name"),
-        Param("state", description="list projects by state"),
-        _L,
-    ),
-    "suspendProject": (Param("id", _U, True, "project", "id of the project to be suspended"),),
-    "activateProject": (Param("id", _U, True, "project", "id of the project to be modified"),),
-    "deleteProject": (
-        Param("id", _U, True, "project", "id of the project to be deleted"),
-        Param("cleanup", "boolean", description="delete the project's resources too"),
-    ),
-    "listResourceLimits": (
-        Param("resourcetype", "integer", description="type of resource (0-11)"),
-        Param("account", description="list resources by account"),
-        Param("domainid", _U, entity="domain", description="list only resources in this domain"),
-        _P,
-    ),
-    "updateResourceLimit": (
-        Param("resourcetype", "integer", True, description="type of resource to update"),
-        Param("max", "long", description="maximum resource limit (-1 unlimited)"),
-        Param("account", description="update the resource limit of this account"),
-        Param("domainid", _U, entity="domain", description="the domain of the account"),
-        _P,
-    ),
-}
-
-
-def declare_missing() -> None:
-    for name, params in _LATER.items():
-        cmd = COMMANDS.get(name)
-        if cmd is not None and not cmd.params:
-            COMMANDS[name] = replace(cmd, params=params)
 
 
 def _param(p: Param) -> Json:

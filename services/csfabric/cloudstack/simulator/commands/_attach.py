@@ -7,7 +7,7 @@ job (431 in ``jobresult``), not a refused call.
 
 from __future__ import annotations
 
-from csfabric.cloudstack.simulator._call import Call, Json, cs_date
+from csfabric.cloudstack.simulator._call import Call, Json
 from csfabric.cloudstack.simulator._errors import ApiError, invalid_parameter
 from csfabric.cloudstack.simulator._registry import JobPlan, Param, async_api
 from csfabric.cloudstack.simulator._state import Volume
@@ -75,7 +75,7 @@ async def attach_volume(call: Call) -> JobPlan:
         vol.virtualmachineid, vol.attached = vm.id, call.emitter.now()
         if vol.state == "Allocated":
             vol.state = "Ready"  # created on primary storage by the attach
-        return {"volume": _render(call, vol)}
+        return {"volume": render_volume(call, vol)}
 
     desc = f"attaching volume: {vol.id} to vm: {vm.id}"
     return JobPlan(run, "VOLUME.ATTACH", desc, vol.account_id, "Volume", vol.id, "Volume")
@@ -109,19 +109,10 @@ async def detach_volume(call: Call) -> JobPlan:
         if vol.virtualmachineid != vm_id:
             raise invalid_parameter("The specified volume is not attached to a VM.")
         vol.virtualmachineid, vol.deviceid, vol.attached = None, None, None
-        return {"volume": _render(call, vol)}
+        return {"volume": render_volume(call, vol)}
 
     desc = f"detaching volume: {vol.id}" + (f" from vm: {vm_id}" if vm_id else "")
     return JobPlan(run, "VOLUME.DETACH", desc, vol.account_id, "Volume", vol.id, "Volume")
-
-
-def _render(call: Call, vol: Volume) -> Json:
-    # VolumeResponse's ``attached`` date: Ansible's cs_volume reads it to tell an attached
-    # volume.  render_volume (commands/_storage) should write it for every answer.
-    out = render_volume(call, vol)
-    if vol.attached is not None and "attached" not in out:
-        out["attached"] = cs_date(vol.attached)
-    return out
 
 
 def _target(call: Call) -> Volume:

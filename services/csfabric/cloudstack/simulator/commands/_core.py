@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from csfabric.cloudstack.simulator._call import Call, Json, cs_date, render_tag
-from csfabric.cloudstack.simulator._errors import not_found
+from csfabric.cloudstack.simulator._errors import CS_CLOUD_RUNTIME, ApiError
 from csfabric.cloudstack.simulator._jobs import render_job
 from csfabric.cloudstack.simulator._registry import JobPlan, Param, api, async_api
-from csfabric.cloudstack.simulator._state import EventRecord, Zone
+from csfabric.cloudstack.simulator._state import EventRecord, Tag, Zone
+from csfabric.cloudstack.simulator._world import World
 
 _KINDS = {
     "uservm": "UserVm",
@@ -186,19 +187,12 @@ async def list_tags(call: Call) -> Json:
     description="Creates resource tag(s)",
 )
 async def create_tags(call: Call) -> JobPlan:
-    from csfabric.cloudstack.simulator._state import Tag
-
     rtype = _KINDS.get(call.req("resourcetype").lower(), call.req("resourcetype"))
     ids = call.req("resourceids").split(",")
     pairs = _tag_pairs(call)
 
     async def run() -> Json:
-        for rid in ids:
-            for key, value in pairs.items():
-                call.world.tags = [
-                    t for t in call.world.tags if not (t.resourceid == rid and t.key == key)
-                ]
-                call.world.tags.append(Tag(key, value, rtype, rid, call.account.id))
+        persist_tags(call.world, ids, rtype, pairs, call.account.id)
         return {"success": True}
 
     return JobPlan(run, "CREATE_TAGS", "creating tags", call.account.id)
@@ -229,6 +223,25 @@ async def delete_tags(call: Call) -> JobPlan:
     return JobPlan(run, "DELETE_TAGS", "deleting tags", call.account.id)
 
 
+def persist_tags(
+    world: World, ids: list[str], rtype: str, pairs: dict[str, str], account_id: str
+) -> None:
+    """TaggedResourceManagerImpl.createTags: key by key, resource by resource, one transaction.
+
+    (resource, type, key) is unique, so a key the resource already has (or a resource named
+    twice) fails with CloudRuntimeException's 530, and none of the call's tags stay.
+    """
+    taken = {(t.resourceid, t.resourcetype, t.key) for t in world.tags}
+    staged: list[Tag] = []
+    for key, value in pairs.items():
+        for rid in ids:
+            if (rid, rtype, key) in taken:
+                raise ApiError(530, f"tag {key} already on {rtype} with id {rid}", CS_CLOUD_RUNTIME)
+            taken.add((rid, rtype, key))
+            staged.append(Tag(key, value, rtype, rid, account_id))
+    world.tags.extend(staged)
+
+
 def _tag_pairs(call: Call) -> dict[str, str]:
     return call.tag_filter()
 
@@ -243,9 +256,7 @@ def _tag_pairs(call: Call) -> dict[str, str]:
     description="Deletes a network",
 )
 async def delete_network(call: Call) -> JobPlan:
-    net = call.world.networks.get(call.req("id"))
-    if net is None:
-        raise not_found("network", call.req("id"))
+    net = call.world.networks[call.req("id")]
 
     async def run() -> Json:
         call.world.networks.pop(net.id, None)
@@ -266,9 +277,7 @@ async def delete_network(call: Call) -> JobPlan:
     description="Deletes a Kubernetes cluster",
 )
 async def delete_kubernetes_cluster(call: Call) -> JobPlan:
-    cluster = call.world.kubernetes.get(call.req("id"))
-    if cluster is None:
-        raise not_found("Kubernetes cluster", call.req("id"))
+    cluster = call.world.kubernetes[call.req("id")]
 
     async def run() -> Json:
         call.world.kubernetes.pop(cluster.id, None)

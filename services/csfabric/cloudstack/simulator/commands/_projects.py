@@ -5,7 +5,8 @@ from __future__ import annotations
 from csfabric.cloudstack.simulator._call import Call, Json, cs_date
 from csfabric.cloudstack.simulator._errors import invalid_parameter
 from csfabric.cloudstack.simulator._jobs import event_account
-from csfabric.cloudstack.simulator._registry import JobPlan, api, async_api
+from csfabric.cloudstack.simulator._limits import vm_count
+from csfabric.cloudstack.simulator._registry import JobPlan, Param, api, async_api
 from csfabric.cloudstack.simulator._state import RESOURCE_TYPES, Project
 from csfabric.cloudstack.simulator.commands._snapshot_stores import counted
 
@@ -28,7 +29,7 @@ _PREFIX = {
 def _usage(call: Call, owner: str, rtype: int) -> int:
     w = call.world
     if rtype == 0:
-        return sum(1 for v in w.vms.values() if v.account_id == owner)
+        return vm_count(w, owner)
     if rtype == 2:
         return sum(1 for v in w.volumes.values() if v.account_id == owner)
     if rtype == 3:
@@ -67,12 +68,26 @@ def render_project(call: Call, proj: Project) -> Json:
     return out
 
 
+_U = "uuid"
+_PROJECT = Param("projectid", _U, entity="project", description="the project's id")
+
+
 def _project(call: Call) -> Project:
-    proj: Project = call.project(call.req("id"))
-    return proj
+    return call.world.projects[call.req("id")]
 
 
-@api("listProjects", "user.project.ListProjectsCmd")
+@api(
+    "listProjects",
+    "user.project.ListProjectsCmd",
+    params=(
+        Param("id", _U, entity="project", description="list projects by project ID"),
+        Param("name", description="list projects by name"),
+        Param("state", description="list projects by state"),
+        Param("domainid", _U, entity="domain", description="list only resources in this domain"),
+        Param("listall", "boolean", description="all resources the caller may see"),
+    ),
+    description="Lists projects and provides detailed information for listed projects",
+)
 async def list_projects(call: Call) -> Json:
     projs = list(call.world.projects.values())
     if call.account.accounttype != 1:
@@ -113,17 +128,37 @@ def _transition(call: Call, event: str, verb: str, new_state: str) -> JobPlan:
     )
 
 
-@async_api("suspendProject", "user.project.SuspendProjectCmd", required=("id",))
+@async_api(
+    "suspendProject",
+    "user.project.SuspendProjectCmd",
+    params=(Param("id", _U, True, "project", "id of the project to be suspended"),),
+    description="Suspends a project",
+)
 async def suspend_project(call: Call) -> JobPlan:
     return _transition(call, "PROJECT.SUSPEND", "Suspending", "Suspended")
 
 
-@async_api("activateProject", "user.project.ActivateProjectCmd", required=("id",))
+@async_api(
+    "activateProject",
+    "user.project.ActivateProjectCmd",
+    params=(Param("id", _U, True, "project", "id of the project to be modified"),),
+    description="Activates a project",
+)
 async def activate_project(call: Call) -> JobPlan:
     return _transition(call, "PROJECT.ACTIVATE", "Activating", "Active")
 
 
-@async_api("deleteProject", "user.project.DeleteProjectCmd", required=("id",))
+@async_api(
+    "deleteProject",
+    "user.project.DeleteProjectCmd",
+    params=(
+        Param("id", _U, True, "project", "id of the project to be deleted"),
+        Param(
+            "cleanup", "boolean", description="delete the project's resources too", since="4.16.0"
+        ),
+    ),
+    description="Deletes a project",
+)
 async def delete_project(call: Call) -> JobPlan:
     proj = _project(call)
     cleanup = call.flag("cleanup")
@@ -182,7 +217,17 @@ def _render_limit(owner_fields: Json, rtype: int, limit: int) -> Json:
     }
 
 
-@api("listResourceLimits", "user.resource.ListResourceLimitsCmd")
+@api(
+    "listResourceLimits",
+    "user.resource.ListResourceLimitsCmd",
+    params=(
+        Param("resourcetype", "integer", description="type of resource (0-11)"),
+        Param("account", description="list resources by account"),
+        Param("domainid", _U, entity="domain", description="list only resources in this domain"),
+        _PROJECT,
+    ),
+    description="Lists resource limits.",
+)
 async def list_resource_limits(call: Call) -> Json:
     owner, fields = _owner(call)
     types = sorted(RESOURCE_TYPES)
@@ -192,7 +237,18 @@ async def list_resource_limits(call: Call) -> Json:
     return call.list_response("resourcelimit", rows, lambda r: _render_limit(fields, *r))
 
 
-@api("updateResourceLimit", "admin.resource.UpdateResourceLimitCmd", required=("resourcetype",))
+@api(
+    "updateResourceLimit",
+    "user.resource.UpdateResourceLimitCmd",
+    params=(
+        Param("resourcetype", "integer", True, description="type of resource to update"),
+        Param("max", "long", description="maximum resource limit (-1 unlimited)"),
+        Param("account", description="update the resource limit of this account"),
+        Param("domainid", _U, entity="domain", description="the domain of the account"),
+        _PROJECT,
+    ),
+    description="Updates resource limits for an account or domain.",
+)
 async def update_resource_limit(call: Call) -> Json:
     rtype = call.int_param("resourcetype", -1)
     if rtype not in RESOURCE_TYPES:

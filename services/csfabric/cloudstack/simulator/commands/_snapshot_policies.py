@@ -1,20 +1,29 @@
-"""Snapshot policies beside createSnapshotPolicy (which lives in _snapshots): list, update
-(``fordisplay``/``customid`` only, as UpdateSnapshotPolicyCmd), delete.
+"""Snapshot policies: create, list, update (``fordisplay``/``customid`` only, as
+UpdateSnapshotPolicyCmd), delete.
 
 A schedule change is a second createSnapshotPolicy for the same (volume, intervaltype):
-CloudStack updates the existing policy then, it has no other way to.
+CloudStack updates the existing policy then (persistSnapshotPolicy), it has no other way to.
 """
 
 from __future__ import annotations
 
 from csfabric.cloudstack.simulator._call import Call, Json
 from csfabric.cloudstack.simulator._errors import invalid_parameter
+from csfabric.cloudstack.simulator._jobs import event_account
 from csfabric.cloudstack.simulator._registry import JobPlan, Param, api, async_api
-from csfabric.cloudstack.simulator._state import SnapshotPolicy
+from csfabric.cloudstack.simulator._state import SnapshotPolicy, Volume
+from csfabric.cloudstack.simulator.commands._core import persist_tags
+from csfabric.cloudstack.simulator.commands._storage import describe_volume
 
 _ID = Param("id", "uuid", entity="snapshotpolicy", description="the ID of the snapshot policy")
 # ZoneResponse's primitive booleans, written even in the bare zone items of a policy.
 _BARE_ZONE = {"nsxenabled": False, "multiarch": False, "routedmodeenabled": False}
+# DateUtil.IntervalType ordinals (the policy's ``intervaltype``, a Java short).
+_INTERVALS = {"HOURLY": 0, "DAILY": 1, "WEEKLY": 2, "MONTHLY": 3}
+# snapshot.max.hourly/daily/weekly/monthly defaults (Snapshot.Type.getMax).
+MAX_SNAPS = 8
+# Fields of the schedule DateUtil.getNextRunTime reads (MM, MM:HH, MM:HH:DD).
+_SCHEDULE_PARTS = {0: 1, 1: 2, 2: 3, 3: 3}
 
 
 def render_policy(call: Call, policy: SnapshotPolicy) -> Json:
@@ -44,6 +53,97 @@ def _visible(call: Call) -> list[SnapshotPolicy]:
         for p in call.world.snapshot_policies.values()
         if p.volumeid in vols and vols[p.volumeid].account_id in owners
     ]
+
+
+@api(
+    "createSnapshotPolicy",
+    "user.snapshot.CreateSnapshotPolicyCmd",
+    params=(
+        Param("volumeid", "uuid", True, "volume", "the ID of the disk volume"),
+        Param("intervaltype", required=True, description="HOURLY, DAILY, WEEKLY or MONTHLY"),
+        Param("maxsnaps", "integer", True, description="maximum number of snapshots to retain"),
+        Param("schedule", required=True, description="time the snapshot is scheduled"),
+        Param("timezone", required=True, description="the time zone of the schedule"),
+        Param("tags", "map", description="Map of tags (key/value pairs)"),
+        Param("zoneids", "list", entity="zone", description="zones to copy to", since="4.19.0"),
+    ),
+    description="Creates a snapshot policy for the account.",
+)
+async def create_snapshot_policy(call: Call) -> Json:
+    w = call.world
+    vol = w.volumes[call.req("volumeid")]
+    interval, maxsnaps = _validated(call, vol)
+    zone_ids = [z for z in (call.get("zoneids") or "").split(",") if z]
+    policy = next(
+        (
+            p
+            for p in w.snapshot_policies.values()
+            if p.volumeid == vol.id and p.intervaltype == interval
+        ),
+        None,
+    )
+    if policy is None:
+        policy = SnapshotPolicy(
+            w.new_id("snapshotpolicy"),
+            vol.id,
+            call.req("schedule"),
+            interval,
+            maxsnaps,
+            call.req("timezone"),
+            zone_ids,
+        )
+        w.snapshot_policies[policy.id] = policy
+    else:  # updateSnapshotPolicy: the zones are replaced only when some are given
+        policy.schedule, policy.timezone = call.req("schedule"), call.req("timezone")
+        policy.maxsnaps = maxsnaps
+        policy.zone_ids = zone_ids or policy.zone_ids
+    persist_tags(w, [policy.id], "SnapshotPolicy", call.tag_filter(), vol.account_id)
+    await call.emitter.action(
+        "SNAPSHOTPOLICY.CREATE",
+        "Completed",
+        f"Successfully created snapshot policy for volume: {vol.id}",
+        user_id=call.user.id,
+        account_id=event_account(call, "SNAPSHOTPOLICY.CREATE", call.account.id, job_thread=True),
+        entity="SnapshotPolicy",
+        entity_uuid=policy.id,
+    )
+    return {"snapshotpolicy": render_policy(call, policy)}
+
+
+def _validated(call: Call, vol: Volume) -> tuple[int, int]:
+    """(interval ordinal, maxsnaps), refused with SnapshotManagerImpl.createPolicy's texts."""
+    if vol.state != "Ready":
+        raise invalid_parameter(
+            f"Volume: {describe_volume(vol)} is not in Ready state but {vol.state}. "
+            "Cannot take snapshot."
+        )
+    given = call.req("intervaltype")
+    interval = _INTERVALS.get(given.upper())
+    if interval is None:
+        raise invalid_parameter(f"Unsupported interval type {given}")
+    schedule = call.req("schedule")
+    parts = schedule.split(":")
+    try:
+        fields = [int(p) for p in parts[: _SCHEDULE_PARTS[interval]]]
+        valid = len(fields) == _SCHEDULE_PARTS[interval] and (interval != 3 or fields[2] <= 28)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise invalid_parameter(
+            f"{describe_volume(vol)} has an invalid schedule [{schedule}] for interval type "
+            f"[{given}]."
+        )
+    maxsnaps = call.int_param("maxsnaps", 0)
+    if maxsnaps <= 0:
+        raise invalid_parameter(
+            f"maxSnaps [{maxsnaps}] for volume {describe_volume(vol)} should be greater than 0."
+        )
+    if maxsnaps > MAX_SNAPS:
+        raise invalid_parameter(
+            f"maxSnaps [{maxsnaps}] for volume {describe_volume(vol)} exceeds limit "
+            f"[{MAX_SNAPS}] for interval type [{given}]."
+        )
+    return interval, maxsnaps
 
 
 @api(

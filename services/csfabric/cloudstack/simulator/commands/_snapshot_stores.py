@@ -62,7 +62,7 @@ def render_snapshot(
     out |= {
         "volumeid": snap.volumeid,
         "volumename": vol.name if vol else "",
-        "volumetype": vol.type if vol else "DATADISK",
+        "volumetype": snap.volumetype,
         "volumestate": vol.state if vol else "Expunged",
         "created": cs_date(snap.created),
         "name": snap.name,
@@ -74,7 +74,7 @@ def render_snapshot(
         owner = w.accounts[snap.account_id]
         if call.account.accounttype == 1 or owner.id == call.account.id or owner.project_id:
             out["status"] = _status(snap, store)
-    size = vol.size if vol else 0
+    size = snap.size
     # Primitive longs: always written; the per-store rows leave the physical size unset.
     out["physicalsize"] = size if unique else 0
     out |= {"zoneid": zone.id, "zonename": zone.name, "revertable": False, "virtualsize": size}

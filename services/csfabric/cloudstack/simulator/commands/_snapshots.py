@@ -1,4 +1,4 @@
-"""Snapshots (one copy per zone's image store, CloudStack 4.19+) and snapshot policies.
+"""Snapshots: one copy per zone's image store, CloudStack 4.19+ (policies: _snapshot_policies).
 
 Call-time refusals follow ApiServer's order: parameters (unknown zone uuids, 431), the
 entity owner (a project that is not Active, 531), then allocSnapshot (volume not Ready,
@@ -9,10 +9,9 @@ check inside the job, as SnapshotManagerImpl does.
 from __future__ import annotations
 
 from csfabric.cloudstack.simulator._call import Call, Json
-from csfabric.cloudstack.simulator._errors import ApiError, invalid_parameter, invalid_uuid
-from csfabric.cloudstack.simulator._jobs import event_account
-from csfabric.cloudstack.simulator._registry import JobPlan, api, async_api
-from csfabric.cloudstack.simulator._state import Snapshot, SnapshotPolicy, SnapshotStore, Tag
+from csfabric.cloudstack.simulator._errors import ApiError, invalid_parameter
+from csfabric.cloudstack.simulator._registry import JobPlan, Param, api, async_api
+from csfabric.cloudstack.simulator._state import Snapshot, SnapshotStore, Tag
 from csfabric.cloudstack.simulator.commands._snapshot_stores import (
     SNAPSHOT_CLASS,
     check_owner_active,
@@ -21,26 +20,17 @@ from csfabric.cloudstack.simulator.commands._snapshot_stores import (
     list_rows,
     render_snapshot,
 )
-from csfabric.cloudstack.simulator.commands._storage import find_volume
+from csfabric.cloudstack.simulator.commands._storage import describe_volume
 
-_INTERVALS = {"HOURLY": 0, "DAILY": 1, "WEEKLY": 2, "MONTHLY": 3}
 _SNAPSHOT_TYPES = {"MANUAL", "HOURLY", "DAILY", "WEEKLY", "MONTHLY"}
-
-
-def _find_snapshot(call: Call) -> Snapshot:
-    snap = call.world.snapshots.get(call.req("id"))
-    if snap is None:
-        raise invalid_parameter(f"Unable to find snapshot with id {call.req('id')}")
-    return snap
+_U = "uuid"
+_ID = Param("id", _U, True, "snapshot", "The ID of the snapshot")
+_ZONEIDS = Param("zoneids", "list", entity="zone", description="zones to copy to", since="4.19.0")
 
 
 def _zone_list(call: Call, name: str) -> list[str]:
-    """A uuid-list parameter of zones, checked as ParamProcessWorker does (at call time)."""
-    zones = [z.strip() for z in (call.get(name) or "").split(",") if z.strip()]
-    for zone_id in zones:
-        if zone_id not in call.world.zones:
-            raise invalid_uuid(call.command, name, zone_id)
-    return zones
+    # No zone check here: the registry's (ParamProcessWorker's) left only live zones.
+    return [z for z in (call.get(name) or "").split(",") if z]
 
 
 def _describe(snap: Snapshot) -> str:
@@ -48,16 +38,29 @@ def _describe(snap: Snapshot) -> str:
     return f'Snapshot {{"id":"{snap.id}","name":"{snap.name}","state":"{snap.state}"}}'
 
 
-@async_api("createSnapshot", "user.snapshot.CreateSnapshotCmd", required=("volumeid",))
+@async_api(
+    "createSnapshot",
+    "user.snapshot.CreateSnapshotCmd",
+    params=(
+        Param("volumeid", _U, True, "volume", "The ID of the disk volume"),
+        Param("name", description="the name of the snapshot"),
+        Param("policyid", _U, entity="snapshotpolicy", description="policy id of the snapshot"),
+        Param("quiescevm", "boolean", description="quiesce vm if true"),
+        Param("asyncbackup", "boolean", description="asynchronous backup if true"),
+        Param("tags", "map", description="Map of tags (key/value pairs)"),
+        _ZONEIDS,
+    ),
+    description="Creates an instant snapshot of a volume.",
+)
 async def create_snapshot(call: Call) -> JobPlan:
     w = call.world
-    vol = find_volume(call, call.req("volumeid"))
+    vol = w.volumes[call.req("volumeid")]
     zone_ids = _zone_list(call, "zoneids")
     check_owner_active(call, vol)
     if vol.state != "Ready":
         raise invalid_parameter(
-            f'Volume: Volume {{"id":"{vol.id}","name":"{vol.name}","volumeType":"{vol.type}"}} '
-            f"is not in Ready state but {vol.state}. Cannot take snapshot."
+            f"Volume: {describe_volume(vol)} is not in Ready state but {vol.state}. "
+            "Cannot take snapshot."
         )
     check_snapshot_limit(call, vol)
     now = call.emitter.now()
@@ -65,6 +68,7 @@ async def create_snapshot(call: Call) -> JobPlan:
     snap = Snapshot(
         w.new_id("snapshot"), name, vol.id, vol.zoneid, vol.account_id, now, state="Allocated"
     )
+    snap.size, snap.volumetype, snap.diskofferingid = vol.size, vol.type, vol.diskofferingid
     snap.stores[vol.zoneid] = SnapshotStore(vol.zoneid)
     # "The snapshot will always be made available in the zone in which the volume is present."
     extra = [z for z in dict.fromkeys(zone_ids) if z != vol.zoneid]
@@ -140,7 +144,22 @@ async def _copy_as_part_of_create(call: Call, snap: Snapshot, zone_ids: list[str
     )
 
 
-@api("listSnapshots", "user.snapshot.ListSnapshotsCmd")
+@api(
+    "listSnapshots",
+    "user.snapshot.ListSnapshotsCmd",
+    params=(
+        Param("id", _U, entity="snapshot", description="lists snapshot by snapshot ID"),
+        Param("volumeid", _U, entity="volume", description="the ID of the disk volume"),
+        Param("zoneid", _U, entity="zone", description="list snapshots by zone id"),
+        Param("name", description="lists snapshot by snapshot name"),
+        Param("intervaltype", description="valid values are HOURLY, DAILY, WEEKLY, and MONTHLY."),
+        Param("keyword", description="List by keyword"),
+        Param("showunique", "boolean", description="one row per snapshot", since="4.19.0"),
+        Param("listall", "boolean", description="all resources the caller may see"),
+        Param("projectid", _U, entity="project", description="the project's id"),
+    ),
+    description="Lists all available snapshots for the account.",
+)
 async def list_snapshots(call: Call) -> Json:
     snaps = call.owned(call.world.snapshots.values(), lambda s: s.account_id)
     snaps = [s for s in snaps if s.state != "Destroyed"]
@@ -162,12 +181,18 @@ async def list_snapshots(call: Call) -> Json:
     )
 
 
-@async_api("deleteSnapshot", "user.snapshot.DeleteSnapshotCmd", required=("id",))
+@async_api(
+    "deleteSnapshot",
+    "user.snapshot.DeleteSnapshotCmd",
+    params=(
+        _ID,
+        Param("zoneid", _U, entity="zone", description="the zone of the copy", since="4.19.0"),
+    ),
+    description="Deletes a snapshot of a disk volume.",
+)
 async def delete_snapshot(call: Call) -> JobPlan:
-    snap = _find_snapshot(call)
+    snap = call.world.snapshots[call.req("id")]
     zone = call.get("zoneid")
-    if zone is not None and zone not in call.world.zones:
-        raise invalid_uuid(call.command, "zoneid", zone)
 
     async def run() -> Json:
         # SnapshotManagerImpl.deleteSnapshot + DefaultSnapshotStrategy.deleteSnapshot.
@@ -210,9 +235,19 @@ async def delete_snapshot(call: Call) -> JobPlan:
     )
 
 
-@async_api("copySnapshot", "user.snapshot.CopySnapshotCmd", required=("id",))
+@async_api(
+    "copySnapshot",
+    "user.snapshot.CopySnapshotCmd",
+    params=(
+        _ID,
+        Param("destzoneid", _U, entity="zone", description="the ID of the destination zone"),
+        Param("destzoneids", "list", entity="zone", description="destination zones"),
+        Param("sourcezoneid", _U, entity="zone", description="the ID of the source zone"),
+    ),
+    description="Copies a snapshot from one zone to another.",
+)
 async def copy_snapshot(call: Call) -> JobPlan:
-    snap = _find_snapshot(call)
+    snap = call.world.snapshots[call.req("id")]
     one, many = _zone_list(call, "destzoneid"), _zone_list(call, "destzoneids")
     source = next(iter(_zone_list(call, "sourcezoneid")), None)
     dests = list(dict.fromkeys(one + many))
@@ -242,55 +277,3 @@ async def copy_snapshot(call: Call) -> JobPlan:
         return {"snapshot": render_snapshot(call, snap, shown, unique=False)}
 
     return JobPlan(run, "SNAPSHOT.COPY", desc, snap.account_id, "Snapshot", snap.id, "Snapshot")
-
-
-@api(
-    "createSnapshotPolicy",
-    "user.snapshot.CreateSnapshotPolicyCmd",
-    required=("intervaltype", "maxsnaps", "schedule", "timezone", "volumeid"),
-)
-async def create_snapshot_policy(call: Call) -> Json:
-    vol = find_volume(call, call.req("volumeid"))
-    interval = _INTERVALS.get(call.req("intervaltype").upper())
-    if interval is None:
-        raise invalid_parameter(f"Unsupported interval type {call.req('intervaltype')}")
-    zone_ids = [z for z in (call.get("zoneids") or "").split(",") if z]
-    policy = SnapshotPolicy(
-        call.world.new_id("snapshotpolicy"),
-        vol.id,
-        call.req("schedule"),
-        interval,
-        call.int_param("maxsnaps", 1),
-        call.req("timezone"),
-        zone_ids,
-    )
-    call.world.snapshot_policies[policy.id] = policy
-    await call.emitter.action(
-        "SNAPSHOTPOLICY.CREATE",
-        "Completed",
-        f"Successfully created snapshot policy for volume: {vol.id}",
-        user_id=call.user.id,
-        account_id=event_account(call, "SNAPSHOTPOLICY.CREATE", call.account.id, job_thread=True),
-        entity="SnapshotPolicy",
-        entity_uuid=policy.id,
-    )
-    # ApiResponseHelper.createSnapshotPolicyResponse: bare ZoneResponses (id, name, tags
-    # nulled) — plus ZoneResponse's primitive booleans, which Gson always writes.
-    bare = {"nsxenabled": False, "multiarch": False, "routedmodeenabled": False}
-    zones = [
-        {"id": z, "name": call.world.zones[z].name} | bare
-        for z in zone_ids
-        if z in call.world.zones
-    ]
-    body: Json = {
-        "id": policy.id,
-        "volumeid": vol.id,
-        "schedule": policy.schedule,
-        "intervaltype": policy.intervaltype,  # Java short → JSON number
-        "maxsnaps": policy.maxsnaps,
-        "timezone": policy.timezone,
-    }
-    if call.account.accounttype == 1:  # fordisplay is @Param(authorized = Admin)
-        body["fordisplay"] = True
-    body |= {"tags": [], "zone": zones, "storage": []}
-    return {"snapshotpolicy": body}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from csfabric.cloudstack.simulator._call import Call, Json, cs_date
-from csfabric.cloudstack.simulator._errors import ApiError, invalid_parameter, not_found
+from csfabric.cloudstack.simulator._errors import invalid_parameter, not_found
+from csfabric.cloudstack.simulator._limits import check_limit, vm_count
 from csfabric.cloudstack.simulator._registry import JobPlan, Param, api, async_api
 from csfabric.cloudstack.simulator._state import Network, VirtualMachine, Volume
 from csfabric.cloudstack.simulator._world import SERVICE_OFFERING, TEMPLATE, World
@@ -166,8 +167,9 @@ async def deploy_vm(call: Call) -> JobPlan:
     )
     vm.name = vm.name or f"VM-{vm.id}"
     vm.ipaddress = f"10.1.1.{10 + len(w.vms) % 240}"
-    if sum(1 for v in w.vms.values() if v.account_id == owner) >= w.limits.get((owner, 0), 1 << 30):
-        raise ApiError(532, "Maximum number of resources of type 'user_vm' has been exceeded")
+    # DeployVMCmd.create: ResourceAllocationException → 535; a project's VMs count against
+    # the project's limit (check_limit resolves the project from its account).
+    check_limit(w, owner, 0, vm_count(w, owner))
     w.vms[vm.id] = vm
 
     async def run() -> Json:
