@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from csfabric.cloudstack.simulator._call import Call
 
 Json = dict[str, Any]
+UUID = "uuid"  # the CommandType of an id parameter
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from csfabric.cloudstack.simulator._call import Call, Json, cs_date
 from csfabric.cloudstack.simulator._errors import invalid_parameter
 from csfabric.cloudstack.simulator._jobs import event_account
 from csfabric.cloudstack.simulator._limits import vm_count
-from csfabric.cloudstack.simulator._registry import JobPlan, Param, api, async_api
+from csfabric.cloudstack.simulator._registry import UUID, JobPlan, Param, api, async_api
 from csfabric.cloudstack.simulator._state import RESOURCE_TYPES, Project
 from csfabric.cloudstack.simulator.commands._snapshot_stores import counted
 
@@ -68,8 +68,7 @@ def render_project(call: Call, proj: Project) -> Json:
     return out
 
 
-_U = "uuid"
-_PROJECT = Param("projectid", _U, entity="project", description="the project's id")
+_PROJECT = Param("projectid", UUID, entity="project", description="the project's id")
 
 
 def _project(call: Call) -> Project:
@@ -80,10 +79,10 @@ def _project(call: Call) -> Project:
     "listProjects",
     "user.project.ListProjectsCmd",
     params=(
-        Param("id", _U, entity="project", description="list projects by project ID"),
+        Param("id", UUID, entity="project", description="list projects by project ID"),
         Param("name", description="list projects by name"),
         Param("state", description="list projects by state"),
-        Param("domainid", _U, entity="domain", description="list only resources in this domain"),
+        Param("domainid", UUID, entity="domain", description="list only resources in this domain"),
         Param("listall", "boolean", description="all resources the caller may see"),
     ),
     description="Lists projects and provides detailed information for listed projects",
@@ -131,7 +130,7 @@ def _transition(call: Call, event: str, verb: str, new_state: str) -> JobPlan:
 @async_api(
     "suspendProject",
     "user.project.SuspendProjectCmd",
-    params=(Param("id", _U, True, "project", "id of the project to be suspended"),),
+    params=(Param("id", UUID, True, "project", "id of the project to be suspended"),),
     description="Suspends a project",
 )
 async def suspend_project(call: Call) -> JobPlan:
@@ -141,7 +140,7 @@ async def suspend_project(call: Call) -> JobPlan:
 @async_api(
     "activateProject",
     "user.project.ActivateProjectCmd",
-    params=(Param("id", _U, True, "project", "id of the project to be modified"),),
+    params=(Param("id", UUID, True, "project", "id of the project to be modified"),),
     description="Activates a project",
 )
 async def activate_project(call: Call) -> JobPlan:
@@ -152,7 +151,7 @@ async def activate_project(call: Call) -> JobPlan:
     "deleteProject",
     "user.project.DeleteProjectCmd",
     params=(
-        Param("id", _U, True, "project", "id of the project to be deleted"),
+        Param("id", UUID, True, "project", "id of the project to be deleted"),
         Param(
             "cleanup", "boolean", description="delete the project's resources too", since="4.16.0"
         ),
@@ -223,7 +222,7 @@ def _render_limit(owner_fields: Json, rtype: int, limit: int) -> Json:
     params=(
         Param("resourcetype", "integer", description="type of resource (0-11)"),
         Param("account", description="list resources by account"),
-        Param("domainid", _U, entity="domain", description="list only resources in this domain"),
+        Param("domainid", UUID, entity="domain", description="list only resources in this domain"),
         _PROJECT,
     ),
     description="Lists resource limits.",
@@ -244,7 +243,7 @@ async def list_resource_limits(call: Call) -> Json:
         Param("resourcetype", "integer", True, description="type of resource to update"),
         Param("max", "long", description="maximum resource limit (-1 unlimited)"),
         Param("account", description="update the resource limit of this account"),
-        Param("domainid", _U, entity="domain", description="the domain of the account"),
+        Param("domainid", UUID, entity="domain", description="the domain of the account"),
         _PROJECT,
     ),
     description="Updates resource limits for an account or domain.",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from csfabric.cloudstack.simulator._call import Call, Json
 from csfabric.cloudstack.simulator._errors import ApiError, invalid_parameter
-from csfabric.cloudstack.simulator._registry import JobPlan, Param, api, async_api
+from csfabric.cloudstack.simulator._registry import UUID, JobPlan, Param, api, async_api
 from csfabric.cloudstack.simulator._state import Snapshot, SnapshotStore, Tag
 from csfabric.cloudstack.simulator.commands._snapshot_stores import (
     SNAPSHOT_CLASS,
@@ -23,8 +23,7 @@ from csfabric.cloudstack.simulator.commands._snapshot_stores import (
 from csfabric.cloudstack.simulator.commands._storage import describe_volume
 
 _SNAPSHOT_TYPES = {"MANUAL", "HOURLY", "DAILY", "WEEKLY", "MONTHLY"}
-_U = "uuid"
-_ID = Param("id", _U, True, "snapshot", "The ID of the snapshot")
+_ID = Param("id", UUID, True, "snapshot", "The ID of the snapshot")
 _ZONEIDS = Param("zoneids", "list", entity="zone", description="zones to copy to", since="4.19.0")
 
 
@@ -42,9 +41,9 @@ def _describe(snap: Snapshot) -> str:
     "createSnapshot",
     "user.snapshot.CreateSnapshotCmd",
     params=(
-        Param("volumeid", _U, True, "volume", "The ID of the disk volume"),
+        Param("volumeid", UUID, True, "volume", "The ID of the disk volume"),
         Param("name", description="the name of the snapshot"),
-        Param("policyid", _U, entity="snapshotpolicy", description="policy id of the snapshot"),
+        Param("policyid", UUID, entity="snapshotpolicy", description="policy id of the snapshot"),
         Param("quiescevm", "boolean", description="quiesce vm if true"),
         Param("asyncbackup", "boolean", description="asynchronous backup if true"),
         Param("tags", "map", description="Map of tags (key/value pairs)"),
@@ -148,15 +147,15 @@ async def _copy_as_part_of_create(call: Call, snap: Snapshot, zone_ids: list[str
     "listSnapshots",
     "user.snapshot.ListSnapshotsCmd",
     params=(
-        Param("id", _U, entity="snapshot", description="lists snapshot by snapshot ID"),
-        Param("volumeid", _U, entity="volume", description="the ID of the disk volume"),
-        Param("zoneid", _U, entity="zone", description="list snapshots by zone id"),
+        Param("id", UUID, entity="snapshot", description="lists snapshot by snapshot ID"),
+        Param("volumeid", UUID, entity="volume", description="the ID of the disk volume"),
+        Param("zoneid", UUID, entity="zone", description="list snapshots by zone id"),
         Param("name", description="lists snapshot by snapshot name"),
         Param("intervaltype", description="valid values are HOURLY, DAILY, WEEKLY, and MONTHLY."),
         Param("keyword", description="List by keyword"),
         Param("showunique", "boolean", description="one row per snapshot", since="4.19.0"),
         Param("listall", "boolean", description="all resources the caller may see"),
-        Param("projectid", _U, entity="project", description="the project's id"),
+        Param("projectid", UUID, entity="project", description="the project's id"),
     ),
     description="Lists all available snapshots for the account.",
 )
@@ -186,7 +185,7 @@ async def list_snapshots(call: Call) -> Json:
     "user.snapshot.DeleteSnapshotCmd",
     params=(
         _ID,
-        Param("zoneid", _U, entity="zone", description="the zone of the copy", since="4.19.0"),
+        Param("zoneid", UUID, entity="zone", description="the zone of the copy", since="4.19.0"),
     ),
     description="Deletes a snapshot of a disk volume.",
 )
@@ -240,9 +239,9 @@ async def delete_snapshot(call: Call) -> JobPlan:
     "user.snapshot.CopySnapshotCmd",
     params=(
         _ID,
-        Param("destzoneid", _U, entity="zone", description="the ID of the destination zone"),
+        Param("destzoneid", UUID, entity="zone", description="the ID of the destination zone"),
         Param("destzoneids", "list", entity="zone", description="destination zones"),
-        Param("sourcezoneid", _U, entity="zone", description="the ID of the source zone"),
+        Param("sourcezoneid", UUID, entity="zone", description="the ID of the source zone"),
     ),
     description="Copies a snapshot from one zone to another.",
 )

@@ -6,14 +6,13 @@ from csfabric.cloudstack.simulator._call import Call, Json, cs_date
 from csfabric.cloudstack.simulator._errors import invalid_parameter, not_found
 from csfabric.cloudstack.simulator._jobs import event_account
 from csfabric.cloudstack.simulator._limits import check_limit
-from csfabric.cloudstack.simulator._registry import JobPlan, Param, api, async_api
+from csfabric.cloudstack.simulator._registry import UUID, JobPlan, Param, api, async_api
 from csfabric.cloudstack.simulator._state import DiskOffering, Volume
 
 VOLUME_CLASS = "com.cloud.storage.Volume"
 # custom.diskoffering.size.min / .max (VolumeOrchestrationService), in GiB.
 CUSTOM_MIN_GIB, CUSTOM_MAX_GIB = 1, 1024
-_U = "uuid"
-_PROJECT = Param("projectid", _U, entity="project", description="the project's id")
+_PROJECT = Param("projectid", UUID, entity="project", description="the project's id")
 
 
 def render_volume(call: Call, vol: Volume) -> Json:
@@ -70,9 +69,9 @@ def describe_volume(vol: Volume) -> str:
     "listVolumes",
     "user.volume.ListVolumesCmd",
     params=(
-        Param("id", _U, entity="volume", description="the ID of the disk volume"),
-        Param("zoneid", _U, entity="zone", description="the ID of the availability zone"),
-        Param("virtualmachineid", _U, entity="vm", description="the ID of the virtual machine"),
+        Param("id", UUID, entity="volume", description="the ID of the disk volume"),
+        Param("zoneid", UUID, entity="zone", description="the ID of the availability zone"),
+        Param("virtualmachineid", UUID, entity="vm", description="the ID of the virtual machine"),
         Param("name", description="the name of the disk volume"),
         Param("type", description="the type of disk volume"),
         Param("state", description="state of the volume"),
@@ -95,9 +94,9 @@ async def list_volumes(call: Call) -> Json:
     "user.volume.CreateVolumeCmd",
     params=(
         Param("name", description="the name of the disk volume"),
-        Param("zoneid", _U, entity="zone", description="the ID of the availability zone"),
-        Param("diskofferingid", _U, entity="diskoffering", description="the disk offering"),
-        Param("snapshotid", _U, entity="snapshot", description="the snapshot to create from"),
+        Param("zoneid", UUID, entity="zone", description="the ID of the availability zone"),
+        Param("diskofferingid", UUID, entity="diskoffering", description="the disk offering"),
+        Param("snapshotid", UUID, entity="snapshot", description="the snapshot to create from"),
         Param("size", "long", description="size in GiB for a custom disk offering"),
         _PROJECT,
     ),
@@ -186,7 +185,7 @@ def _offered_size(call: Call, offering: DiskOffering) -> int:
 @api(
     "deleteVolume",
     "user.volume.DeleteVolumeCmd",
-    params=(Param("id", _U, True, "volume", "The ID of the disk volume"),),
+    params=(Param("id", UUID, True, "volume", "The ID of the disk volume"),),
     description="Deletes a detached disk volume.",
 )
 async def delete_volume(call: Call) -> Json:
